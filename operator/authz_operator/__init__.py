@@ -1,0 +1,1 @@
+"""The kopf operator that runs AuthorizationService resources (group rwadurian.io)."""

@@ -1,0 +1,1 @@
+"""The authorization service: users' regional role authorizations over HTTP."""
