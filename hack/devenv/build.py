@@ -1,0 +1,127 @@
+"""Builds (once) and finds the binaries the environment runs. Versions come from the pinned
+files in hack/tools/; results are cached under ~/.cache/authz-dev keyed by version, never in
+the repo."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from devenv import paths
+
+TOOLS = paths.REPO / "hack" / "tools"
+K8S_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+
+
+def _say(msg: str) -> None:
+    print(f"[build] {msg}", file=sys.stderr, flush=True)
+
+
+def _go_required_version(module_dir: Path, module: str) -> str:
+    text = (module_dir / "go.mod").read_text()
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", text, re.M)
+    if not match:
+        raise RuntimeError(f"{module_dir}/go.mod does not require {module}")
+    return match.group(1)
+
+
+def k8s_version() -> str:
+    return _go_required_version(TOOLS / "k8s", "k8s.io/kubernetes")
+
+
+def etcd_version() -> str:
+    return _go_required_version(TOOLS / "etcd", "go.etcd.io/etcd/server/v3")
+
+
+def kwok_version() -> str:
+    return _go_required_version(TOOLS / "kwok", "sigs.k8s.io/kwok")
+
+
+def kafka_version() -> str:
+    match = re.search(r"<kafka.version>([^<]+)<", (TOOLS / "kafka" / "pom.xml").read_text())
+    if not match:
+        raise RuntimeError("hack/tools/kafka/pom.xml has no kafka.version")
+    return match.group(1)
+
+
+def _go_build(module_dir: Path, out: Path, packages: list[str], ldflags: str = "-s -w") -> None:
+    env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0", GOFLAGS="-mod=mod")
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    _say(f"go build {' '.join(p.rsplit('/', 1)[-1] for p in packages)} -> {out} "
+         "(first time: several minutes)")
+    tmp = out.with_name(out.name + ".partial")
+    tmp.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["go", "build", "-trimpath", "-ldflags", ldflags, "-o", f"{tmp}/", *packages],
+                   cwd=module_dir, env=env, check=True)
+    for built in tmp.iterdir():
+        built.replace(out / built.name)
+    tmp.rmdir()
+    _say(f"built in {time.monotonic() - started:.0f}s")
+
+
+def k8s_bin() -> Path:
+    version = k8s_version()
+    out = paths.CACHE / f"k8s-{version}"
+    if all((out / c).exists() for c in K8S_COMMANDS):
+        return out
+    major, minor = version.lstrip("v").split(".")[:2]
+    ldflags = "-s -w"
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        ldflags += (f" -X {pkg}.gitVersion={version} -X {pkg}.gitMajor={major}"
+                    f" -X {pkg}.gitMinor={minor} -X {pkg}.gitTreeState=clean")
+    _go_build(TOOLS / "k8s", out, [f"k8s.io/kubernetes/cmd/{c}" for c in K8S_COMMANDS], ldflags)
+    return out
+
+
+def etcd_bin() -> Path:
+    out = paths.CACHE / f"etcd-{etcd_version()}"
+    if not (out / "etcd").exists():
+        # `go build` names the binary after the last non-version path element: "server".
+        _go_build(TOOLS / "etcd", out, ["go.etcd.io/etcd/server/v3"])
+        (out / "server").replace(out / "etcd")
+    return out / "etcd"
+
+
+def kwok_bin() -> Path:
+    out = paths.CACHE / f"kwok-{kwok_version()}"
+    if not (out / "kwok").exists():
+        _go_build(TOOLS / "kwok", out, ["sigs.k8s.io/kwok/cmd/kwok"])
+    return out / "kwok"
+
+
+def kwok_stages_dir() -> Path:
+    """kwok's own stage definitions, from the module cache (they ship in the module)."""
+    gomodcache = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+    stage = Path(gomodcache) / f"sigs.k8s.io/kwok@{kwok_version()}" / "kustomize" / "stage"
+    if not stage.exists():
+        subprocess.run(["go", "mod", "download", f"sigs.k8s.io/kwok@{kwok_version()}"],
+                       cwd=TOOLS / "kwok", env=dict(os.environ, GOTOOLCHAIN="local"), check=True)
+    return stage
+
+
+def kafka_libs() -> Path:
+    version = kafka_version()
+    out = paths.CACHE / f"kafka-{version}" / "libs"
+    if (out / f"kafka_2.13-{version}.jar").exists():
+        return out
+    _say(f"resolving Apache Kafka {version} jars from Maven Central -> {out}")
+    tmp = out.with_name("libs.partial")
+    subprocess.run(["mvn", "-q", "-B", "-f", str(TOOLS / "kafka" / "pom.xml"),
+                    "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies",
+                    "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"], check=True)
+    tmp.replace(out)
+    return out
+
+
+def all_binaries() -> None:
+    """Build or reuse everything; prints what it builds."""
+    k8s_bin()
+    etcd_bin()
+    kwok_bin()
+    kafka_libs()

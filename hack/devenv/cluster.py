@@ -1,0 +1,235 @@
+"""A real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver (RBAC and Pod Security
+admission on), kube-controller-manager, kube-scheduler, and kwok for fake nodes. Pods of our
+own image are left to `devenv.podrunner`, which really runs them; kwok fakes all others."""
+
+from __future__ import annotations
+
+import secrets
+import ssl
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devenv import build, paths, procs
+from devenv.state import State
+
+OUR_IMAGE_QUERY = '[.spec.containers[].image | test("(^|/)authorization-service:")] | any'
+FAKE_NODES = ("kwok-node-0", "kwok-node-1")
+
+
+def _pki(pki: Path) -> None:
+    """A CA, a serving certificate for the API server, and the service-account signing key."""
+    if (pki / "apiserver.crt").exists():
+        return
+    pki.mkdir(parents=True, exist_ok=True)
+    ossl = ["openssl"]
+    procs.run([*ossl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+               "-keyout", str(pki / "ca.key"), "-out", str(pki / "ca.crt"),
+               "-subj", "/CN=authz-dev-ca"])
+    ext = pki / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
+                   "DNS:kubernetes.default,DNS:kubernetes.default.svc\n")
+    procs.run([*ossl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout",
+               str(pki / "apiserver.key"), "-out", str(pki / "apiserver.csr"),
+               "-subj", "/CN=kube-apiserver"])
+    procs.run([*ossl, "x509", "-req", "-in", str(pki / "apiserver.csr"), "-CA",
+               str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key"), "-CAcreateserial",
+               "-days", "3650", "-extfile", str(ext), "-out", str(pki / "apiserver.crt")])
+    procs.run([*ossl, "genrsa", "-out", str(pki / "sa.key"), "2048"])
+    procs.run([*ossl, "rsa", "-in", str(pki / "sa.key"), "-pubout", "-out",
+               str(pki / "sa.pub")])
+
+
+def _kubeconfig(path: Path, port: int, token: str, ca: Path) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {
+            "server": f"https://127.0.0.1:{port}", "certificate-authority": str(ca)}}],
+        "users": [{"name": "admin", "user": {"token": token}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
+        "current-context": "local",
+    }
+    path.write_text(yaml.safe_dump(config))
+
+
+def _healthy(url: str, ca: Path, token: str) -> bool:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, context=ctx, timeout=2) as resp:  # noqa: S310 - loopback
+        return bool(resp.status == 200)
+
+
+def _insecure_healthy(port: int) -> bool:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    url = f"https://127.0.0.1:{port}/healthz"
+    with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:  # noqa: S310 - loopback
+        return bool(resp.status == 200)
+
+
+def _kwok_stages(run: Path) -> list[Path]:
+    """kwok's standard stages, with the pod stages told to leave our own image alone."""
+    src = build.kwok_stages_dir()
+    out = run / "kwok-stages"
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for rel, skip_ours in [
+        ("node/fast/node-initialize.yaml", False),
+        ("node/heartbeat-with-lease/node-heartbeat-with-lease.yaml", False),
+        ("pod/fast/pod-ready.yaml", True),
+        ("pod/fast/pod-complete.yaml", True),
+        ("pod/fast/pod-delete.yaml", False),
+    ]:
+        stage: dict[str, Any] = yaml.safe_load((src / rel).read_text())
+        if skip_ours:
+            stage["spec"]["selector"]["matchExpressions"].append(
+                {"key": OUR_IMAGE_QUERY, "operator": "NotIn", "values": ["true"]})
+        target = out / Path(rel).name
+        target.write_text(yaml.safe_dump(stage))
+        files.append(target)
+    return files
+
+
+def start(state: State) -> None:
+    run = paths.RUN
+    bins = build.k8s_bin()
+    etcd = build.etcd_bin()
+    kwok = build.kwok_bin()
+    pki = run / "pki"
+    _pki(pki)
+    log = run
+
+    if not procs.alive(state.pids.get("etcd")):
+        client, peer = procs.free_port(), procs.free_port()
+        pid = procs.spawn("etcd", [
+            str(etcd), "--name=default", f"--data-dir={run / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{client}",
+            f"--advertise-client-urls=http://127.0.0.1:{client}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-cluster=default=http://127.0.0.1:{peer}",
+            "--unsafe-no-fsync", "--quota-backend-bytes=4294967296",
+            "--listen-metrics-urls=", "--log-level=warn"], log)
+        state.pids["etcd"], state.ports["etcd"] = pid, client
+        state.save()
+        procs.wait_until("etcd", lambda: procs.port_open(client), 30, pid, log / "etcd.log")
+
+    token_file = pki / "tokens.csv"
+    if not token_file.exists():
+        token_file.write_text(f'{secrets.token_hex(16)},admin,admin,"system:masters"\n')
+    token = token_file.read_text().split(",", 1)[0]
+    kubeconfig = run / "kubeconfig"
+
+    if not procs.alive(state.pids.get("kube-apiserver")):
+        port = procs.free_port()
+        pid = procs.spawn("kube-apiserver", [
+            str(bins / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{state.ports['etcd']}",
+            "--bind-address=127.0.0.1", f"--secure-port={port}",
+            "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}", f"--token-auth-file={token_file}",
+            "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true",
+            "--enable-admission-plugins=PodSecurity,ServiceAccount,NamespaceLifecycle",
+            "--profiling=false", "--v=1"], log)
+        state.pids["kube-apiserver"], state.ports["kube-apiserver"] = pid, port
+        state.save()
+        _kubeconfig(kubeconfig, port, token, pki / "ca.crt")
+        procs.wait_until(
+            "kube-apiserver",
+            lambda: _healthy(f"https://127.0.0.1:{port}/readyz", pki / "ca.crt", token),
+            120, pid, log / "kube-apiserver.log")
+    state.kubeconfig = str(kubeconfig)
+    state.kubectl_dir = str(bins)
+    state.save()
+
+    if not procs.alive(state.pids.get("kube-controller-manager")):
+        port = procs.free_port()
+        pid = procs.spawn("kube-controller-manager", [
+            str(bins / "kube-controller-manager"), f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false", "--controllers=*",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}", "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+            # Tests wait for these; the defaults are tuned for big clusters.
+            "--concurrent-gc-syncs=5", "--horizontal-pod-autoscaler-sync-period=5s",
+            "--v=1"], log)
+        state.pids["kube-controller-manager"] = pid
+        state.ports["kube-controller-manager"] = port
+        state.save()
+        procs.wait_until("kube-controller-manager", lambda: _insecure_healthy(port), 60, pid,
+                         log / "kube-controller-manager.log")
+
+    if not procs.alive(state.pids.get("kube-scheduler")):
+        port = procs.free_port()
+        pid = procs.spawn("kube-scheduler", [
+            str(bins / "kube-scheduler"), f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={port}",
+            "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+            "--v=1"], log)
+        state.pids["kube-scheduler"], state.ports["kube-scheduler"] = pid, port
+        state.save()
+        procs.wait_until("kube-scheduler", lambda: _insecure_healthy(port), 60, pid,
+                         log / "kube-scheduler.log")
+
+    if not procs.alive(state.pids.get("kwok")):
+        stage_args = [f"--config={f}" for f in _kwok_stages(run)]
+        port = procs.free_port()
+        pid = procs.spawn("kwok", [
+            str(kwok), f"--kubeconfig={kubeconfig}", *stage_args,
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--node-ip=10.0.0.1", "--cidr=10.0.0.0/24", "--node-lease-duration-seconds=40",
+            f"--server-address=127.0.0.1:{port}"], log)
+        state.pids["kwok"], state.ports["kwok"] = pid, port
+        state.save()
+    _ensure_nodes(state)
+
+
+def _ensure_nodes(state: State) -> None:
+    """Fake nodes that kwok keeps Ready; no taint, so any pod may land on them."""
+    nodes = {
+        "apiVersion": "v1", "kind": "List",
+        "items": [{
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name,
+                         "annotations": {"kwok.x-k8s.io/node": "fake"},
+                         "labels": {"type": "kwok", "kubernetes.io/hostname": name,
+                                    "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                                    "topology.kubernetes.io/zone": f"zone-{i}"}},
+        } for i, name in enumerate(FAKE_NODES)],
+    }
+    kubectl(state, "apply", "-f", "-", input=yaml.safe_dump(nodes))
+    procs.wait_until(
+        "fake nodes Ready",
+        lambda: kubectl(state, "get", "nodes", "-o",
+                        "jsonpath={.items[*].status.conditions[?(@.type=='Ready')].status}"
+                        ).stdout.split() == ["True"] * len(FAKE_NODES),
+        60, state.pids["kwok"], paths.RUN / "kwok.log")
+
+
+def kubectl(state: State, *args: str, input: str | None = None) -> Any:
+    return procs.run([str(Path(state.kubectl_dir) / "kubectl"), f"--kubeconfig={state.kubeconfig}",
+                      *args], input=input)
+
+
+def stop(state: State) -> None:
+    for name in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
+        procs.stop(state.pids.pop(name, None))
+    state.save()
+
+

@@ -1,0 +1,131 @@
+"""Starting and stopping background processes: free loopback ports, a log file and a pid
+file per process, process groups so a stop takes children with it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); it is not alive for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    logdir: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
+    """Start `argv` in its own session, detached from us, logging to `<logdir>/<name>.log`.
+    Returns the pid, which is also written to `<logdir>/<name>.pid`."""
+    logdir.mkdir(parents=True, exist_ok=True)
+    log = open(logdir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+    (logdir / f"{name}.pid").write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop(pid: int | None, timeout: float = 10.0) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after `timeout`."""
+    if not pid or not alive(pid):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.05)
+    if alive(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def wait_until(
+    what: str, check: Callable[[], bool], timeout: float, pid: int | None = None,
+    log: Path | None = None,
+) -> None:
+    """Poll `check` until it is true. Fails early, with the log's tail, if `pid` dies."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001, S110 - not up yet is the usual reason
+            pass
+        if pid is not None and not alive(pid):
+            raise RuntimeError(f"{what} exited while starting{_tail(log)}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {timeout:.0f}s{_tail(log)}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+def _tail(log: Path | None, lines: int = 15) -> str:
+    if log is None or not log.exists():
+        return ""
+    text = log.read_text(errors="replace").splitlines()[-lines:]
+    return f"; last lines of {log}:\n" + "\n".join(text)
+
+
+def run(argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run a short command, failing with its output when it fails."""
+    proc = subprocess.run(list(argv), capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
+        )
+    return proc  # type: ignore[no-any-return]

@@ -1,0 +1,167 @@
+"""PostgreSQL 15 and Redis 7 (Debian packages) and an Apache Kafka broker in KRaft mode
+(jars from Maven Central), each on a free loopback port with its data and log in the run
+folder."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+from devenv import build, paths, procs
+from devenv.state import State
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_USER = "postgres"
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root; drop to the `postgres` user when we are root."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", PG_USER, "--", *argv]
+    return argv
+
+
+def start_postgres(state: State) -> None:
+    if procs.alive(state.pids.get("postgres")):
+        return
+    base = paths.RUN / "postgres"
+    data = base / "data"
+    if os.geteuid() == 0:
+        procs.run(["install", "-d", "-o", PG_USER, "-g", PG_USER, str(base)])
+    else:
+        base.mkdir(parents=True, exist_ok=True)
+    if not (data / "PG_VERSION").exists():
+        procs.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
+                                "-A", "trust", "-E", "UTF8", "--no-locale"]))
+    port = procs.free_port()
+    opts = (f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
+    log = paths.RUN / "postgres.log"
+    if os.geteuid() == 0:
+        procs.run(["install", "-o", PG_USER, "-g", PG_USER, "/dev/null", str(log)])
+    procs.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w",
+                            "-t", "60", "-o", opts, "start"]))
+    pid = int((data / "postmaster.pid").read_text().split()[0])
+    state.pids["postgres"] = pid
+    state.ports["postgres"] = port
+    state.database_url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    state.save()
+
+
+def stop_postgres(state: State) -> None:
+    data = paths.RUN / "postgres" / "data"
+    if procs.alive(state.pids.get("postgres")):
+        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast",
+                                     "-w", "stop"]), capture_output=True, check=False)
+        procs.stop(state.pids.get("postgres"))
+    state.pids.pop("postgres", None)
+
+
+def start_redis(state: State) -> None:
+    if procs.alive(state.pids.get("redis")):
+        return
+    port = procs.free_port()
+    pid = procs.spawn("redis", [shutil.which("redis-server") or "redis-server",
+                                "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", str(paths.RUN)], paths.RUN)
+    procs.wait_until("redis", lambda: procs.port_open(port), 30, pid, paths.RUN / "redis.log")
+    state.pids["redis"] = pid
+    state.ports["redis"] = port
+    state.redis_url = f"redis://127.0.0.1:{port}/0"
+    state.save()
+
+
+def stop_redis(state: State) -> None:
+    procs.stop(state.pids.pop("redis", None))
+
+
+KAFKA_LOG4J = """\
+log4j.rootLogger=WARN, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.server.KafkaServer=INFO
+log4j.logger.kafka.server.BrokerServer=INFO
+"""
+
+
+def _kafka_properties(port: int, controller_port: int, data: Path) -> str:
+    return "\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        "inter.broker.listener.name=PLAINTEXT",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"log.dirs={data}",
+        "num.partitions=1",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=4",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "auto.create.topics.enable=true",
+        "log.flush.interval.messages=100000",
+        "",
+    ])
+
+
+def _java_cmd(libs: Path, log4j: Path) -> list[str]:
+    return ["java", "-Xms256m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            f"-Dlog4j.configuration=file:{log4j}", "-cp", f"{libs}/*"]
+
+
+def start_kafka(state: State) -> None:
+    """Start (or restart on the same ports) the environment's single-node KRaft broker."""
+    if procs.alive(state.pids.get("kafka")):
+        return
+    port = state.ports.get("kafka") or procs.free_port()
+    controller = state.ports.get("kafka-controller") or procs.free_port()
+    pid = start_broker(paths.RUN / "kafka", "kafka", port, controller)
+    state.pids["kafka"] = pid
+    state.ports["kafka"] = port
+    state.ports["kafka-controller"] = controller
+    state.kafka_brokers = f"127.0.0.1:{port}"
+    state.save()
+
+
+def start_broker(base: Path, name: str, port: int, controller: int) -> int:
+    """Format (once) and start a KRaft broker with its data in `base`; returns when the
+    broker answers metadata requests. Tests use this for private brokers they may stop."""
+    libs = build.kafka_libs()
+    base.mkdir(parents=True, exist_ok=True)
+    props = base / "server.properties"
+    props.write_text(_kafka_properties(port, controller, base / "data"))
+    log4j = base / "log4j.properties"
+    log4j.write_text(KAFKA_LOG4J)
+    java = _java_cmd(libs, log4j)
+    if not (base / "data" / "meta.properties").exists():
+        # KRaft wants a 22-character URL-safe base64 UUID, not a dashed one.
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        procs.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                   "-c", str(props), "--ignore-formatted"])
+    pid = procs.spawn(name, [*java, "kafka.Kafka", str(props)], base.parent)
+    log = base.parent / f"{name}.log"
+    procs.wait_until(f"{name} port", lambda: procs.port_open(port), 90, pid, log)
+    procs.wait_until(name, lambda: kafka_ready(f"127.0.0.1:{port}"), 60, pid, log)
+    return pid
+
+
+def kafka_ready(brokers: str) -> bool:
+    """Ready means the broker answers metadata requests, not merely an open port."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": brokers, "socket.timeout.ms": 1000,
+                         "log_level": 0})
+    meta = admin.list_topics(timeout=2)
+    return bool(meta.brokers)
+
+
+def stop_kafka(state: State) -> None:
+    procs.stop(state.pids.pop("kafka", None), timeout=20)
