@@ -104,7 +104,7 @@ def wait_until(
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001, S110 - not up yet is the usual reason
+        except Exception:  # noqa: S110 - not up yet is the usual reason
             pass
         if pid is not None and not alive(pid):
             raise RuntimeError(f"{what} exited while starting{_tail(log)}")

@@ -1,0 +1,209 @@
+"""`hack/up`: everything a newcomer needs, idempotent. Builds or reuses the binaries, starts
+the servers and the cluster, the pod runner, the stand-ins for other teams' services, the
+CRD and the operator, applies the sample with a Secret pointing at the local servers, waits
+until the sample is Ready and writes `.local/env.sh`. Parts not built yet are reported as
+missing instead of failing the rest."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import sys
+import time
+from typing import Any
+
+import yaml
+
+from devenv import build, cluster, paths, procs
+from devenv.state import State
+
+SAMPLE_NAMESPACE = "rwadurian"
+SAMPLE_SECRET = "authorization-secrets"
+SAMPLE_DATABASE = "authorization"
+
+
+def _say(msg: str) -> None:
+    print(f"[up] {msg}", file=sys.stderr, flush=True)
+
+
+def _python_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.REPO / "hack"),
+                                                      env.get("PYTHONPATH")]))
+    env["KUBECONFIG"] = str(paths.RUN / "kubeconfig")
+    return env
+
+
+def start_podrunner(st: State) -> None:
+    if procs.alive(st.pids.get("podrunner")):
+        return
+    st.pids["podrunner"] = procs.spawn("podrunner", [sys.executable, "-m", "devenv.podrunner"],
+                                       paths.RUN, env=_python_env())
+    st.save()
+
+
+def start_stubs(st: State) -> bool:
+    """The referral and statistics stand-ins (other teams' services), when they exist."""
+    if importlib.util.find_spec("devenv.stubs") is None:
+        _say("MISSING: hack/devenv/stubs.py (referral/statistics stand-ins) - skipped")
+        return False
+    if not procs.alive(st.pids.get("stubs")):
+        port = procs.free_port()
+        pid = procs.spawn("stubs", [sys.executable, "-m", "devenv.stubs", "--port", str(port)],
+                          paths.RUN, env=_python_env())
+        st.pids["stubs"], st.ports["stubs"] = pid, port
+        st.save()
+        procs.wait_until("stubs", lambda: procs.port_open(port), 30, pid,
+                         paths.RUN / "stubs.log")
+    return True
+
+
+def install_crds(st: State) -> bool:
+    crds = sorted((paths.REPO / "crds").glob("*.yaml"))
+    if not crds:
+        _say("MISSING: crds/*.yaml - the CRD is not written yet; skipped")
+        return False
+    for crd in crds:
+        cluster.kubectl(st, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    cluster.kubectl(st, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    return True
+
+
+def start_operator(st: State) -> bool:
+    if importlib.util.find_spec("authz_operator.handlers") is None:
+        _say("MISSING: authz_operator.handlers - the operator is not written yet; skipped")
+        return False
+    if not procs.alive(st.pids.get("operator")):
+        exe = paths.VENV_BIN / "authz-operator"
+        st.pids["operator"] = procs.spawn(
+            "operator", [str(exe), "--all-namespaces", "--liveness=http://127.0.0.1:"
+                         f"{_port(st, 'operator-liveness')}/healthz"],
+            paths.RUN, env=_python_env())
+        st.save()
+    return True
+
+
+def _port(st: State, name: str) -> int:
+    if name not in st.ports:
+        st.ports[name] = procs.free_port()
+        st.save()
+    return st.ports[name]
+
+
+def sample_objects(st: State) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The sample resource(s) from manifests/samples/, pointed at the local servers, and a
+    Secret with local values in place of the example's placeholders."""
+    if not st.jwt_secret:
+        st.jwt_secret = secrets.token_urlsafe(32)
+        st.save()
+    db_url = st.database_url.rsplit("/", 1)[0] + f"/{SAMPLE_DATABASE}"
+    secret = {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": SAMPLE_SECRET, "namespace": SAMPLE_NAMESPACE},
+        "stringData": {"database-url": db_url + "?connection_limit=20&pool_timeout=30",
+                       "jwt-secret": st.jwt_secret, "redis-password": ""},
+    }
+    resources: list[dict[str, Any]] = []
+    for f in sorted((paths.REPO / "manifests" / "samples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(f.read_text()):
+            if doc and doc.get("kind") == "AuthorizationService":
+                resources.append(_localize(doc, st))
+    return resources, secret
+
+
+def _localize(doc: dict[str, Any], st: State) -> dict[str, Any]:
+    spec = doc.setdefault("spec", {})
+    doc.setdefault("metadata", {})["namespace"] = SAMPLE_NAMESPACE
+    redis_port = st.ports["redis"]
+    spec["redis"] = {**spec.get("redis", {}), "host": "127.0.0.1", "port": redis_port}
+    spec["kafka"] = {**spec.get("kafka", {}), "brokers": [st.kafka_brokers]}
+    if "stubs" in st.ports:
+        stub = f"http://127.0.0.1:{st.ports['stubs']}"
+        spec["services"] = {**spec.get("services", {}), "referralUrl": stub,
+                            "statisticsUrl": stub, "identityUrl": stub}
+    return doc
+
+
+def apply_sample(st: State) -> str | None:
+    resources, secret = sample_objects(st)
+    if not resources:
+        _say("MISSING: manifests/samples/ has no AuthorizationService yet; skipped")
+        return None
+    import psycopg
+
+    with psycopg.connect(st.database_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                              (SAMPLE_DATABASE,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{SAMPLE_DATABASE}"')
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SAMPLE_NAMESPACE}}
+    docs = [ns, secret, *resources]
+    cluster.kubectl(st, "apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    name: str = resources[0]["metadata"]["name"]
+    return name
+
+
+def wait_ready(st: State, name: str, timeout: int = 240) -> None:
+    cluster.kubectl(st, "wait", "-n", SAMPLE_NAMESPACE, "--for=condition=Ready",
+                    f"--timeout={timeout}s", f"authorizationservice/{name}")
+
+
+def find_authz_url(st: State, name: str) -> str:
+    from devenv import podrunner
+
+    out = cluster.kubectl(st, "get", "pods", "-n", SAMPLE_NAMESPACE, "-l",
+                          f"app.kubernetes.io/instance={name}", "-o",
+                          "jsonpath={range .items[*]}{.metadata.name}{' '}"
+                          "{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}").stdout
+    for line in out.splitlines():
+        pod, _, ready = line.partition(" ")
+        info = podrunner.endpoint(SAMPLE_NAMESPACE, pod)
+        if ready == "True" and info and "port" in info:
+            return f"http://127.0.0.1:{info['port']}"
+    raise RuntimeError(f"no Ready pod of {name} has a local port yet")
+
+
+def up(st: State) -> None:
+    t0 = time.monotonic()
+    missing: list[str] = []
+    build.all_binaries()
+    from devenv.__main__ import cmd_cluster, cmd_servers
+
+    cmd_servers(st)
+    cmd_cluster(st)
+    start_podrunner(st)
+    _say("pod runner started (runs pods of image authorization-service:* for real)")
+    if not start_stubs(st):
+        missing.append("referral/statistics stand-ins")
+    crd_ok = install_crds(st)
+    op_ok = crd_ok and start_operator(st)
+    if not crd_ok:
+        missing.append("CRD")
+    if not op_ok:
+        missing.append("operator")
+    name = apply_sample(st) if crd_ok else None
+    if name and op_ok:
+        _say(f"waiting for {SAMPLE_NAMESPACE}/{name} to be Ready")
+        wait_ready(st, name)
+        st.authz_url = find_authz_url(st, name)
+        st.save()
+    elif crd_ok:
+        missing.append("a Ready sample (needs the operator and the sample)")
+    st.write_env_sh()
+    _say(f"done in {time.monotonic() - t0:.0f}s")
+    print(next_steps(st, missing))
+
+
+def next_steps(st: State, missing: list[str]) -> str:
+    lines = ["", "The local environment is up. Next:",
+             "  source .local/env.sh          # KUBECONFIG, PATH (kubectl), DATABASE_URL, ...",
+             "  kubectl get authorizationservices -A",
+             "  ./hack/test                   # the whole suite, reusing this environment",
+             "  ./hack/down                   # stop everything"]
+    if st.authz_url:
+        lines.insert(3, '  curl "$AUTHZ_URL/health"     # the sample service, answering HTTP')
+    if missing:
+        lines += ["", "Not built yet, so not started: " + ", ".join(missing) + "."]
+    lines.append(f"Logs: {paths.RUN}/*.log")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS injected_failure_marker;
