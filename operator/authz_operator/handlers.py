@@ -1,0 +1,127 @@
+"""kopf glue: what wakes a reconcile. No object building and no API calls here.
+
+Whatever wakes it (create, update, resume, a child changed or deleted, a referenced Secret
+changed), the same `Reconciler.run` computes the whole desired state again: level-based.
+There is no delete handler, no timer and no daemon, so kopf puts no finalizer on the
+resource: deleting it never hangs, even with the operator down; owner references let the
+garbage collector remove the children.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from authz_operator import resources
+from authz_operator.kube import Kube, KubeError
+from authz_operator.reconciler import Reconciler
+from authz_operator.spec import GROUP, KIND, PLURAL, VERSION
+
+log = logging.getLogger("authz_operator.handlers")
+
+CR = (GROUP, VERSION, PLURAL)
+OWNED = {"app.kubernetes.io/managed-by": resources.MANAGED_BY}
+CHILD_RESOURCES = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "configmaps"),
+    ("", "v1", "services"),
+    ("", "v1", "serviceaccounts"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("networking.k8s.io", "v1", "ingresses"),
+    ("policy", "v1", "poddisruptionbudgets"),
+    ("batch", "v1", "jobs"),
+)
+ANNOTATION_PREFIX = "authz.rwadurian.io"
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # kopf's own bookkeeping goes to annotations under our prefix: status has one writer (us).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
+    # We post our own events with searchable reasons; kopf posts only real problems.
+    settings.posting.level = logging.WARNING
+    settings.execution.max_workers = int(os.environ.get("AUTHZ_WORKERS", "8"))
+    settings.watching.server_timeout = 270
+    kube = Kube.connect(os.environ.get("AUTHZ_KUBECONFIG") or None)
+    memo["reconciler"] = Reconciler(kube)
+
+
+@kopf.on.cleanup()
+def close(memo: kopf.Memo, **_: Any) -> None:
+    reconciler = memo.get("reconciler")
+    if isinstance(reconciler, Reconciler):
+        reconciler.kube.close()
+
+
+def _reconciler(memo: kopf.Memo) -> Reconciler:
+    reconciler = memo["reconciler"]
+    assert isinstance(reconciler, Reconciler)
+    return reconciler
+
+
+@kopf.on.resume(*CR)
+@kopf.on.create(*CR)
+@kopf.on.update(*CR)
+def reconcile(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """The resource itself changed (or the operator started): reconcile it."""
+    assert namespace is not None, "AuthorizationService is namespaced"
+    try:
+        plan = _reconciler(memo).run(namespace, name)
+    except KubeError as exc:
+        delay = 5 if exc.transient else 30
+        raise kopf.TemporaryError(str(exc), delay=delay) from exc
+    if plan is not None and plan.permanent_error:
+        raise kopf.PermanentError(plan.permanent_error)
+
+
+def _owner_name(body: Mapping[str, Any]) -> str | None:
+    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(f"{GROUP}/"):
+            return str(ref["name"])
+    return None
+
+
+def _reconcile_quietly(memo: kopf.Memo, namespace: str, name: str, why: str) -> None:
+    try:
+        _reconciler(memo).run(namespace, name, coalesce=True)
+    except KubeError as exc:
+        log.warning("%s/%s: reconcile after %s failed: %s", namespace, name, why, exc)
+
+
+def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """A child was changed or deleted (by us, a controller or a person): reconcile the owner."""
+    owner = _owner_name(body)
+    if owner and namespace:
+        _reconcile_quietly(memo, namespace, owner, f"{body.get('kind')} event")
+
+
+for _group, _version, _plural in CHILD_RESOURCES:
+    kopf.on.event(_group, _version, _plural, labels=OWNED, id=f"child-{_plural}")(_on_child)
+
+
+@kopf.index(*CR)
+def secret_refs(namespace: str | None, name: str, spec: kopf.Spec,
+                **_: Any) -> dict[tuple[str, str], str]:
+    """(namespace, Secret name) -> the AuthorizationServices that read it."""
+    refs = [spec.get("database", {}).get("urlSecretRef"), spec.get("jwt", {}).get("secretRef"),
+            spec.get("redis", {}).get("passwordSecretRef")]
+    return {(namespace or "", str(ref["name"])): name for ref in refs
+            if isinstance(ref, Mapping) and ref.get("name")}
+
+
+@kopf.on.event("", "v1", "secrets")
+def secret_changed(namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A referenced Secret appeared, changed or vanished: reconcile its readers."""
+    index: kopf.Index[tuple[str, str], str] = kwargs["secret_refs"]  # the index above
+    if namespace is None:
+        return
+    for owner in sorted(set(index.get((namespace, name), []))):
+        _reconcile_quietly(memo, namespace, owner, f"Secret {name} event")

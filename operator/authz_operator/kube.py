@@ -1,0 +1,204 @@
+"""The only module that talks to the Kubernetes API server.
+
+Client choice: the official `kubernetes` client's ApiClient, used at the HTTP level (paths we
+build, JSON dicts in and out). It handles kubeconfig / in-cluster credentials and TLS, and
+lets us send server-side apply (`application/apply-patch+yaml`; JSON is YAML) for every kind
+through one code path with one field manager, without the typed models (which drop unknown
+fields and make "compare desired with live" lossy). kopf keeps its own client for watching.
+Every call here is synchronous; handlers run reconciles in a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import secrets as _secrets
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from authz_operator import resources as r
+from authz_operator.lifecycle import SecretView
+from authz_operator.spec import GROUP, PLURAL, VERSION
+from authz_operator.status import Event, timestamp
+
+Obj = dict[str, Any]
+
+
+class KubeError(Exception):
+    """An API call failed. `transient` tells whether trying again later may help."""
+
+    def __init__(self, method: str, path: str, status: int, message: str) -> None:
+        super().__init__(f"{method} {path}: {status} {message}")
+        self.status = status
+        self.message = message
+
+    @property
+    def transient(self) -> bool:
+        return self.status in (0, 409, 429) or self.status >= 500
+
+
+@dataclass(frozen=True)
+class Kind:
+    group: str
+    version: str
+    plural: str
+
+    def path(self, namespace: str | None, name: str | None = None, sub: str | None = None) -> str:
+        base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
+        if namespace is not None:
+            base += f"/namespaces/{quote(namespace)}"
+        base += f"/{self.plural}"
+        if name is not None:
+            base += f"/{quote(name)}"
+        if sub is not None:
+            base += f"/{sub}"
+        return base
+
+
+KINDS: dict[str, Kind] = {
+    "ConfigMap": Kind("", "v1", "configmaps"),
+    "Secret": Kind("", "v1", "secrets"),
+    "Service": Kind("", "v1", "services"),
+    "ServiceAccount": Kind("", "v1", "serviceaccounts"),
+    "Pod": Kind("", "v1", "pods"),
+    "Event": Kind("", "v1", "events"),
+    "Deployment": Kind("apps", "v1", "deployments"),
+    "Job": Kind("batch", "v1", "jobs"),
+    "HorizontalPodAutoscaler": Kind("autoscaling", "v2", "horizontalpodautoscalers"),
+    "Ingress": Kind("networking.k8s.io", "v1", "ingresses"),
+    "PodDisruptionBudget": Kind("policy", "v1", "poddisruptionbudgets"),
+    "AuthorizationService": Kind(GROUP, VERSION, PLURAL),
+}
+
+
+class Kube:
+    """Synchronous, dict-based access to the API server with one field manager."""
+
+    def __init__(self, api_client: Any, field_manager: str = r.FIELD_MANAGER) -> None:
+        self.api = api_client
+        self.field_manager = field_manager
+        self.requests: Counter[str] = Counter()   # "GET", "PATCH", ...: for tests and metrics
+        self._lock = threading.Lock()
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None) -> Kube:
+        """In-cluster credentials when running in a pod, else the kubeconfig."""
+        if kubeconfig is None:
+            try:
+                k8s_config.load_incluster_config()
+                return cls(k8s_client.ApiClient())
+            except k8s_config.ConfigException:
+                pass
+        return cls(k8s_config.new_client_from_config(config_file=kubeconfig))
+
+    def close(self) -> None:
+        self.api.close()
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
+              body: Any = None, content_type: str = "application/json") -> Any:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        m, url, hdrs, data, _ = self.api.param_serialize(
+            method=method, resource_path=path, query_params=query or [], header_params=headers,
+            body=body, auth_settings=["BearerToken"])
+        with self._lock:
+            self.requests[method] += 1
+        try:
+            resp = self.api.call_api(m, url, header_params=hdrs, body=data, _request_timeout=30)
+        except k8s_client.ApiException as exc:  # connection errors surface as status 0
+            raise KubeError(method, path, int(exc.status or 0), str(exc.reason)) from exc
+        except OSError as exc:
+            raise KubeError(method, path, 0, str(exc)) from exc
+        raw = resp.read()
+        if resp.status >= 400:
+            message = raw.decode(errors="replace")
+            with contextlib.suppress(ValueError):
+                message = json.loads(raw).get("message", message)
+            raise KubeError(method, path, int(resp.status), message)
+        return json.loads(raw) if raw else None
+
+    # -- objects ---------------------------------------------------------------------------
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        try:
+            obj: Obj = self._call("GET", KINDS[kind].path(namespace, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    def list(self, kind: str, namespace: str, label_selector: str) -> list[Obj]:
+        out = self._call("GET", KINDS[kind].path(namespace),
+                         query=[("labelSelector", label_selector)])
+        return list(out.get("items") or [])
+
+    def apply(self, obj: Mapping[str, Any]) -> Obj:
+        """Server-side apply with our field manager; we own every field we send."""
+        meta = obj["metadata"]
+        kind = KINDS[str(obj["kind"])]
+        result: Obj = self._call(
+            "PATCH", kind.path(meta["namespace"], meta["name"]),
+            query=[("fieldManager", self.field_manager), ("force", "true")],
+            body=obj, content_type="application/apply-patch+yaml")
+        return result
+
+    def delete(self, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
+        body: Obj = {"apiVersion": "v1", "kind": "DeleteOptions",
+                     "propagationPolicy": "Background"}
+        if uid is not None:
+            body["preconditions"] = {"uid": uid}
+        try:
+            self._call("DELETE", KINDS[kind].path(namespace, name), body=body)
+        except KubeError as exc:
+            if exc.status not in (404, 409):
+                raise
+
+    def patch_status(self, namespace: str, name: str, old: Mapping[str, Any],
+                     new: Mapping[str, Any]) -> Obj:
+        """Merge-patch status to `new`, nulling keys that disappeared."""
+        patch = {k: None for k in old if k not in new}
+        patch.update(new)
+        result: Obj = self._call(
+            "PATCH", KINDS["AuthorizationService"].path(namespace, name, "status"),
+            query=[("fieldManager", self.field_manager)], body={"status": patch},
+            content_type="application/merge-patch+json")
+        return result
+
+    def post_event(self, owner: Mapping[str, Any], event: Event,
+                   now: datetime.datetime) -> None:
+        meta = owner["metadata"]
+        ns = meta["namespace"]
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{_secrets.token_hex(8)}", "namespace": ns},
+            "involvedObject": {
+                "apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"],
+                "namespace": ns, "uid": meta["uid"],
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": event.type, "reason": event.reason, "message": event.message[:1024],
+            "source": {"component": self.field_manager},
+            "reportingComponent": self.field_manager,
+            "reportingInstance": self.field_manager,
+            "firstTimestamp": timestamp(now), "lastTimestamp": timestamp(now), "count": 1,
+        }
+        self._call("POST", KINDS["Event"].path(ns), body=body)
+
+    def secret_view(self, namespace: str, name: str) -> SecretView | None:
+        """Only the Secret's version and key names leave this function, never its values."""
+        obj = self.get("Secret", namespace, name)
+        if obj is None:
+            return None
+        keys = set((obj.get("data") or {}).keys()) | set((obj.get("stringData") or {}).keys())
+        return SecretView(resource_version=str(obj["metadata"]["resourceVersion"]),
+                          keys=frozenset(keys))
