@@ -1,0 +1,3 @@
+DROP INDEX authorizations_check_idx;
+DROP INDEX authorizations_one_active_company_per_region;
+DROP INDEX authorizations_one_open_per_user_role;

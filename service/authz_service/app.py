@@ -1,0 +1,135 @@
+"""`create_app(config)`: the aiohttp application; resources open and close in cleanup
+contexts (teardown runs only for what was set up)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from authz_service import api, cache, consumer, health, logs, store
+from authz_service.clients import create_clients
+from authz_service.config import Config
+from authz_service.events import Relay
+from authz_service.keys import (
+    CACHE,
+    CONFIG,
+    HTTP,
+    METRICS,
+    OPENAPI,
+    POOL,
+    REDIS,
+    REFERRAL,
+    RELAY,
+    STATISTICS,
+    STORE,
+)
+from authz_service.metrics import CONTENT_TYPE, create_metrics
+from authz_service.middleware import context, errors
+from authz_service.openapi import OpenApi, load_document
+
+log = logging.getLogger(__name__)
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    pool = store.create_pool(app[CONFIG].database)
+    await pool.open(wait=False)  # start even while the database is down; readiness says so
+    app[POOL] = pool
+    app[STORE] = store.Store(pool)
+    log.info("database pool opened (max %d)", app[CONFIG].database.pool_max)
+    yield
+    await pool.close()
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    client = cache.create_client(app[CONFIG].redis)
+    app[REDIS] = client
+    app[CACHE] = cache.CheckCache(client, app[CONFIG].cache_ttl)
+    yield
+    await client.aclose()
+
+
+async def http_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    async with aiohttp.ClientSession() as session:
+        app[HTTP] = session
+        app[REFERRAL], app[STATISTICS] = create_clients(session, config.services, config.jwt)
+        yield
+
+
+async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    relay = Relay(app[POOL], config.kafka, app[METRICS], config.relay_interval)
+    app[RELAY] = relay
+    if not config.relay_enabled:
+        yield
+        return
+    task = asyncio.create_task(relay.run(), name="outbox-relay")
+    yield
+    await relay.stop()
+    await task
+    try:  # flush what the last requests wrote
+        await relay.drain(config.shutdown_timeout)
+    except Exception:
+        log.exception("outbox drain on shutdown failed; events stay pending")
+
+
+async def consumer_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    if not config.consumer_enabled:
+        yield
+        return
+
+    async def on_event(event_id: str, event_type: str, user_id: str) -> None:
+        metrics = app[METRICS]
+        if event_type != consumer.USER_DEACTIVATED:
+            metrics.consumed.labels(event_type, "ignored").inc()
+            return
+        revoked = await app[STORE].revoke_user(user_id, event_id, event_type,
+                                               "user deactivated")
+        if revoked is None:
+            metrics.consumed.labels(event_type, "duplicate").inc()
+            return
+        await app[CACHE].invalidate(user_id)
+        app[RELAY].notify()
+        metrics.consumed.labels(event_type, "applied").inc()
+        log.info("revoked %d authorizations of a deactivated user", len(revoked),
+                 extra={"userId": user_id, "eventId": event_id, "count": len(revoked)})
+
+    worker = consumer.IdentityConsumer(config.kafka, on_event)
+    task = asyncio.create_task(worker.run(), name="identity-consumer")
+    yield
+    worker.stop()
+    with contextlib.suppress(Exception):
+        await task
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].render(),
+                        headers={"Content-Type": CONTENT_TYPE})
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(middlewares=[context, errors], client_max_size=config.body_limit)
+    app[CONFIG] = config
+    app[METRICS] = create_metrics()
+    app[OPENAPI] = OpenApi(load_document())
+    app.cleanup_ctx.extend([database_ctx, redis_ctx, http_ctx, relay_ctx, consumer_ctx])
+    api.setup(app)
+    health.setup(app)
+    app.router.add_get("/metrics", metrics_endpoint)
+    return app
+
+
+def serve(config: Config) -> None:
+    """Run until SIGTERM/SIGINT: stop accepting, finish in-flight requests, flush the relay."""
+    logs.setup(config.log_level)
+    if len(config.jwt.secret.encode()) < 32:
+        log.warning("JWT_SECRET is shorter than 32 bytes; use a longer secret")
+    log.info("authorization service starting on port %d (%s)", config.port, config.node_env)
+    web.run_app(create_app(config), port=config.port, shutdown_timeout=config.shutdown_timeout,
+                print=None, access_log=None, handle_signals=True)

@@ -1,0 +1,226 @@
+"""PostgreSQL persistence (psycopg 3 async pool). Every state change writes its outbox
+event in the same transaction; the database's unique indexes enforce the region and user
+rules under concurrency, and their violations become 409s here."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.errors import UniqueViolation
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from authz_service import domain
+from authz_service.config import DatabaseConfig
+from authz_service.domain import Authorization, RoleType, Status
+from authz_service.errors import Conflict, InvalidInput, NotFound
+
+COLUMNS = ("id, user_id, role_type, region_code, status, created_at, updated_at, "
+           "activated_at, revoked_at, revoke_reason")
+
+_CONSTRAINT_MESSAGES = {
+    "authorizations_one_open_per_user_role":
+        "user {user_id} already holds a non-revoked {role_type} authorization",
+    "authorizations_one_active_company_per_region":
+        "region {region_code} already has an ACTIVE {role_type}",
+}
+
+
+def create_pool(config: DatabaseConfig) -> AsyncConnectionPool:
+    return AsyncConnectionPool(
+        config.conninfo, min_size=1, max_size=config.pool_max, timeout=config.pool_timeout,
+        open=False, kwargs={"connect_timeout": 5}, name="authz",
+    )
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _row(row: Sequence[Any]) -> Authorization:
+    return Authorization(
+        id=str(row[0]), user_id=row[1], role_type=RoleType(row[2]), region_code=row[3],
+        status=Status(row[4]), created_at=row[5], updated_at=row[6], activated_at=row[7],
+        revoked_at=row[8], revoke_reason=row[9],
+    )
+
+
+def encode_cursor(auth: Authorization) -> str:
+    raw = json.dumps([auth.created_at.isoformat(), auth.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        stamp, ident = json.loads(raw)
+        return datetime.fromisoformat(stamp), str(uuid.UUID(ident))
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise InvalidInput("cursor is malformed", field="cursor") from None
+
+
+@dataclass(frozen=True)
+class Filters:
+    user_id: str | None = None
+    role_type: RoleType | None = None
+    region_code: str | None = None
+    status: Status | None = None
+
+
+async def insert_event(conn: psycopg.AsyncConnection[Any], event_type: str,
+                       auth: Authorization, occurred_at: datetime) -> None:
+    event_id = str(uuid.uuid4())
+    payload = domain.event(event_id, event_type, occurred_at, auth)
+    await conn.execute(
+        "INSERT INTO outbox (event_id, aggregate_id, event_type, payload) "
+        "VALUES (%s, %s, %s, %s)",
+        (event_id, auth.id, event_type, Jsonb(payload)),
+    )
+
+
+def _conflict(exc: UniqueViolation, auth: Authorization) -> Conflict:
+    name = exc.diag.constraint_name or ""
+    template = _CONSTRAINT_MESSAGES.get(name, "conflicts with an existing authorization")
+    return Conflict(template.format(user_id=auth.user_id, role_type=auth.role_type.value,
+                                    region_code=auth.region_code))
+
+
+class Store:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def create(self, user_id: str, role_type: RoleType, region_code: str
+                     ) -> Authorization:
+        domain.validate_region(role_type, region_code)
+        stamp = now()
+        auth = Authorization(id=str(uuid.uuid4()), user_id=user_id, role_type=role_type,
+                             region_code=region_code, status=Status.PENDING,
+                             created_at=stamp, updated_at=stamp)
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                await conn.execute(
+                    f"INSERT INTO authorizations ({COLUMNS}) "  # noqa: S608 - fixed columns
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (auth.id, auth.user_id, auth.role_type.value, auth.region_code,
+                     auth.status.value, auth.created_at, auth.updated_at, None, None, None),
+                )
+                await insert_event(conn, domain.EVENT_CREATED, auth, stamp)
+        except UniqueViolation as exc:
+            raise _conflict(exc, auth) from None
+        return auth
+
+    async def get(self, auth_id: str) -> Authorization:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {COLUMNS} FROM authorizations WHERE id = %s",  # noqa: S608
+                (auth_id,),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"authorization {auth_id} not found")
+        return _row(row)
+
+    async def page(self, filters: Filters, limit: int, cursor: str | None
+                   ) -> tuple[list[Authorization], str | None]:
+        clauses: list[sql.Composable] = []
+        params: list[Any] = []
+        for column, value in (("user_id", filters.user_id), ("role_type", filters.role_type),
+                              ("region_code", filters.region_code),
+                              ("status", filters.status)):
+            if value is not None:
+                clauses.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+                params.append(str(value))
+        if cursor:
+            stamp, ident = decode_cursor(cursor)
+            clauses.append(sql.SQL("(created_at, id) > (%s, %s)"))
+            params.extend([stamp, ident])
+        where = sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("TRUE")
+        query = sql.SQL(
+            "SELECT {} FROM authorizations WHERE {} ORDER BY created_at, id LIMIT %s"
+        ).format(sql.SQL(COLUMNS), where)
+        params.append(limit + 1)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query, params)
+            rows = await cur.fetchall()
+        items = [_row(r) for r in rows[:limit]]
+        next_cursor = encode_cursor(items[-1]) if len(rows) > limit else None
+        return items, next_cursor
+
+    async def transition(self, auth_id: str,
+                         change: Callable[[Authorization, datetime], Authorization],
+                         event_type: str) -> Authorization:
+        """Lock the row, apply a pure domain transition, write it and its event."""
+        stamp = now()
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                cur = await conn.execute(
+                    f"SELECT {COLUMNS} FROM authorizations WHERE id = %s FOR UPDATE",  # noqa: S608
+                    (auth_id,),
+                )
+                row = await cur.fetchone()
+                if row is None:
+                    raise NotFound(f"authorization {auth_id} not found")
+                current = _row(row)
+                updated = change(current, stamp)
+                await self._write(conn, updated)
+                await insert_event(conn, event_type, updated, stamp)
+        except UniqueViolation as exc:
+            raise _conflict(exc, current) from None
+        return updated
+
+    async def _write(self, conn: psycopg.AsyncConnection[Any], auth: Authorization) -> None:
+        await conn.execute(
+            "UPDATE authorizations SET status = %s, updated_at = %s, activated_at = %s, "
+            "revoked_at = %s, revoke_reason = %s WHERE id = %s",
+            (auth.status.value, auth.updated_at, auth.activated_at, auth.revoked_at,
+             auth.revoke_reason, auth.id),
+        )
+
+    async def find_active(self, user_id: str, role_type: RoleType, region_code: str
+                          ) -> Authorization | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {COLUMNS} FROM authorizations WHERE user_id = %s "  # noqa: S608
+                "AND role_type = %s AND region_code = %s AND status = 'ACTIVE'",
+                (user_id, role_type.value, region_code),
+            )
+            row = await cur.fetchone()
+        return None if row is None else _row(row)
+
+    async def revoke_user(self, user_id: str, event_id: str, event_type: str, reason: str
+                          ) -> list[Authorization] | None:
+        """Revoke every non-revoked grant of a user, once per consumed event id.
+
+        Returns None when the event was already processed (a redelivery)."""
+        stamp = now()
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "INSERT INTO processed_events (event_id, event_type) VALUES (%s, %s) "
+                "ON CONFLICT (event_id) DO NOTHING",
+                (event_id, event_type),
+            )
+            if cur.rowcount == 0:
+                return None
+            cur = await conn.execute(
+                f"SELECT {COLUMNS} FROM authorizations WHERE user_id = %s "  # noqa: S608
+                "AND status <> 'REVOKED' ORDER BY created_at, id FOR UPDATE",
+                (user_id,),
+            )
+            revoked = [domain.revoke(_row(r), reason, stamp) for r in await cur.fetchall()]
+            for auth in revoked:
+                await self._write(conn, auth)
+                await insert_event(conn, domain.EVENT_REVOKED, auth, stamp)
+        return revoked
+
+    async def ping(self) -> None:
+        async with self.pool.connection(timeout=2.0) as conn:
+            await conn.execute("SELECT 1")
