@@ -1,0 +1,338 @@
+"""Every builder compared as a whole object, over spec variants."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from authz_operator import resources as r
+from authz_operator.spec import parse_spec
+
+from .samples import OWNER, spec_body
+
+LABELS = {
+    "app.kubernetes.io/name": "authorization-service",
+    "app.kubernetes.io/instance": "authorization-service",
+    "app.kubernetes.io/managed-by": "authz-operator",
+    "app.kubernetes.io/version": "1.4.0",
+}
+SELECTOR = {
+    "app.kubernetes.io/name": "authorization-service",
+    "app.kubernetes.io/instance": "authorization-service",
+}
+OWNER_REFS = [{
+    "apiVersion": "rwadurian.io/v1alpha1", "kind": "AuthorizationService",
+    "name": "authorization-service", "uid": "uid-1", "controller": True,
+    "blockOwnerDeletion": True,
+}]
+VERSIONS = {"authorization-secrets": "41"}
+
+
+def build(**changes: Any) -> tuple[Any, r.Target]:
+    spec = parse_spec(spec_body(**changes))
+    return spec, r.target_from_spec(spec, VERSIONS)
+
+
+def strip_hash(obj: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The desired-hash annotation is checked separately (it is a hash of the rest)."""
+    if obj is None:
+        return None
+    out = json.loads(json.dumps(obj))
+    anns = out["metadata"]["annotations"]
+    assert anns.pop(r.ANN_DESIRED_HASH) == r.content_hash(strip_hash_input(obj))
+    if not anns:
+        del out["metadata"]["annotations"]
+    return out  # type: ignore[no-any-return]
+
+
+def strip_hash_input(obj: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(obj))
+    anns = out["metadata"]["annotations"]
+    del anns[r.ANN_DESIRED_HASH]
+    if not anns:
+        del out["metadata"]["annotations"]
+    return out  # type: ignore[no-any-return]
+
+
+def meta(name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "namespace": "rwadurian", "labels": LABELS,
+            "ownerReferences": OWNER_REFS, **extra}
+
+
+ENV = [
+    {"name": "NODE_ENV", "valueFrom": {"configMapKeyRef": {
+        "name": "authorization-service-config", "key": "node-env"}}},
+    {"name": "PORT", "valueFrom": {"configMapKeyRef": {
+        "name": "authorization-service-config", "key": "port"}}},
+    {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {
+        "name": "authorization-secrets", "key": "database-url"}}},
+    {"name": "REDIS_HOST", "valueFrom": {"configMapKeyRef": {
+        "name": "authorization-service-config", "key": "redis-host"}}},
+    {"name": "REDIS_PORT", "valueFrom": {"configMapKeyRef": {
+        "name": "authorization-service-config", "key": "redis-port"}}},
+    {"name": "KAFKA_BROKERS", "valueFrom": {"configMapKeyRef": {
+        "name": "authorization-service-config", "key": "kafka-brokers"}}},
+    {"name": "KAFKA_CLIENT_ID", "valueFrom": {"configMapKeyRef": {
+        "name": "authorization-service-config", "key": "kafka-client-id"}}},
+    {"name": "KAFKA_CONSUMER_GROUP", "valueFrom": {"configMapKeyRef": {
+        "name": "authorization-service-config", "key": "kafka-consumer-group"}}},
+    {"name": "JWT_SECRET", "valueFrom": {"secretKeyRef": {
+        "name": "authorization-secrets", "key": "jwt-secret"}}},
+    {"name": "JWT_EXPIRES_IN", "valueFrom": {"configMapKeyRef": {
+        "name": "authorization-service-config", "key": "jwt-expires-in"}}},
+    {"name": "IDENTITY_SERVICE_URL", "valueFrom": {"configMapKeyRef": {
+        "name": "authorization-service-config", "key": "identity-service-url"}}},
+    {"name": "REFERRAL_SERVICE_URL", "valueFrom": {"configMapKeyRef": {
+        "name": "authorization-service-config", "key": "referral-service-url"}}},
+    {"name": "STATISTICS_SERVICE_URL", "valueFrom": {"configMapKeyRef": {
+        "name": "authorization-service-config", "key": "statistics-service-url"}}},
+    {"name": "LOG_LEVEL", "valueFrom": {"configMapKeyRef": {
+        "name": "authorization-service-config", "key": "log-level"}}},
+]
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+    "runAsUser": 1001, "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+POD_COMMON = {
+    "serviceAccountName": "authorization-service",
+    "automountServiceAccountToken": False,
+    "securityContext": {"runAsNonRoot": True, "runAsUser": 1001, "runAsGroup": 1001,
+                        "fsGroup": 1001, "seccompProfile": {"type": "RuntimeDefault"}},
+    "volumes": [{"name": "tmp", "emptyDir": {}}],
+    "imagePullSecrets": [{"name": "registry-credentials"}],
+}
+RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"},
+             "limits": {"cpu": "1", "memory": "1Gi"}}
+
+
+def expected_deployment(target: r.Target, replicas: int | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": SELECTOR},
+        "progressDeadlineSeconds": 600,
+        "revisionHistoryLimit": 10,
+        "strategy": {"type": "RollingUpdate",
+                     "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+        "template": {
+            "metadata": {"labels": LABELS, "annotations": {
+                "rwadurian.io/config-hash": target.config_hash,
+                "rwadurian.io/secrets-hash": r.secrets_hash(VERSIONS),
+            }},
+            "spec": {**POD_COMMON, "containers": [{
+                "name": "authorization-service",
+                "image": "registry.example/authorization-service:1.4.0",
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["authz-service", "serve"],
+                "ports": [{"name": "http", "containerPort": 3002, "protocol": "TCP"}],
+                "env": ENV,
+                "resources": RESOURCES,
+                "readinessProbe": {"httpGet": {"path": "/health/ready", "port": "http"},
+                                   "initialDelaySeconds": 10, "periodSeconds": 5},
+                "livenessProbe": {"httpGet": {"path": "/health/live", "port": "http"},
+                                  "initialDelaySeconds": 30, "periodSeconds": 10},
+                "securityContext": CONTAINER_SECURITY,
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            }]},
+        },
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": meta("authorization-service"), "spec": spec}
+
+
+def test_config_data_is_the_seed_configuration() -> None:
+    _, target = build()
+    assert target.config_data == {
+        "node-env": "production", "port": "3002",
+        "redis-host": "redis-master.redis.svc.cluster.local", "redis-port": "6379",
+        "kafka-brokers": "kafka-0.kafka.svc.cluster.local:9092",
+        "kafka-client-id": "authorization-service",
+        "kafka-consumer-group": "authorization-service-group",
+        "jwt-expires-in": "1h",
+        "identity-service-url": "http://identity-service:3001",
+        "referral-service-url": "http://referral-service:3003",
+        "statistics-service-url": "http://statistics-service:3004",
+        "log-level": "info",
+    }
+
+
+def test_configmap() -> None:
+    spec, target = build()
+    assert strip_hash(r.desired_configmap(spec, OWNER, target)) == {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": meta("authorization-service-config"), "data": target.config_data,
+    }
+
+
+def test_service_account_mounts_no_token() -> None:
+    spec, target = build()
+    assert strip_hash(r.desired_service_account(spec, OWNER, target)) == {
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": meta("authorization-service"), "automountServiceAccountToken": False,
+    }
+
+
+@pytest.mark.parametrize("port", [3002, 8080])
+def test_service(port: int) -> None:
+    spec, target = build(port=port)
+    assert strip_hash(r.desired_service(spec, OWNER, target)) == {
+        "apiVersion": "v1", "kind": "Service", "metadata": meta("authorization-service"),
+        "spec": {"type": "ClusterIP", "selector": SELECTOR,
+                 "ports": [{"name": "http", "port": port, "targetPort": "http",
+                            "protocol": "TCP"}]},
+    }
+
+
+def test_deployment_with_autoscaling_leaves_replicas_to_the_hpa() -> None:
+    spec, target = build()
+    assert strip_hash(r.desired_deployment(spec, OWNER, target)) == expected_deployment(target)
+
+
+def test_deployment_without_autoscaling_sets_replicas() -> None:
+    spec, target = build(autoscaling={"enabled": False}, replicas=4)
+    assert strip_hash(r.desired_deployment(spec, OWNER, target)) == expected_deployment(
+        target, replicas=4)
+
+
+def test_deployment_with_redis_password_and_no_pull_secrets() -> None:
+    spec, target = build(redis={"passwordSecretRef": {"name": "redis", "key": "password"}},
+                         imagePullSecrets=[])
+    dep = r.desired_deployment(spec, OWNER, target)
+    pod = dep["spec"]["template"]["spec"]
+    assert "imagePullSecrets" not in pod
+    env = pod["containers"][0]["env"]
+    assert [e["name"] for e in env] == list(r.ENV_ORDER)
+    assert env[5] == {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {
+        "name": "redis", "key": "password"}}}
+
+
+def test_changed_secret_version_or_config_changes_the_pod_template() -> None:
+    spec, target = build()
+    dep = r.desired_deployment(spec, OWNER, target)
+    other_secret = r.target_from_spec(spec, {"authorization-secrets": "42"})
+    dep2 = r.desired_deployment(spec, OWNER, other_secret)
+    assert dep["spec"]["template"] != dep2["spec"]["template"]
+    assert r.desired_hash(dep) != r.desired_hash(dep2)
+    spec3, target3 = build(logLevel="debug")
+    dep3 = r.desired_deployment(spec3, OWNER, target3)
+    assert (dep3["spec"]["template"]["metadata"]["annotations"][r.ANN_CONFIG_HASH]
+            != dep["spec"]["template"]["metadata"]["annotations"][r.ANN_CONFIG_HASH])
+
+
+def test_hpa() -> None:
+    spec, target = build(autoscaling={"minReplicas": 3, "maxReplicas": 7,
+                                      "targetCPUUtilization": 60})
+    assert strip_hash(r.desired_hpa(spec, OWNER, target)) == {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": meta("authorization-service"),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                               "name": "authorization-service"},
+            "minReplicas": 3, "maxReplicas": 7,
+            "metrics": [
+                {"type": "Resource", "resource": {"name": "cpu", "target": {
+                    "type": "Utilization", "averageUtilization": 60}}},
+                {"type": "Resource", "resource": {"name": "memory", "target": {
+                    "type": "Utilization", "averageUtilization": 80}}},
+            ],
+        },
+    }
+
+
+def test_no_hpa_when_autoscaling_is_off() -> None:
+    spec, target = build(autoscaling={"enabled": False})
+    assert r.desired_hpa(spec, OWNER, target) is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "wanted"),
+    [
+        ({}, True),
+        ({"autoscaling": {"enabled": False}, "replicas": 2}, True),
+        ({"autoscaling": {"enabled": False}, "replicas": 1}, False),
+        ({"autoscaling": {"minReplicas": 1, "maxReplicas": 1}}, False),
+    ],
+)
+def test_pdb_only_when_more_than_one_replica_can_run(changes: dict[str, Any],
+                                                      wanted: bool) -> None:
+    spec, target = build(**changes)
+    pdb = r.desired_pdb(spec, OWNER, target)
+    if not wanted:
+        assert pdb is None
+        return
+    assert strip_hash(pdb) == {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": meta("authorization-service"),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": SELECTOR}},
+    }
+
+
+def test_ingress() -> None:
+    spec, target = build()
+    assert strip_hash(r.desired_ingress(spec, OWNER, target)) == {
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": meta("authorization-service", annotations={
+            "nginx.ingress.kubernetes.io/rewrite-target": "/"}),
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [{"host": "api.rwadurian.com", "http": {"paths": [{
+                "path": "/authorization", "pathType": "Prefix",
+                "backend": {"service": {"name": "authorization-service",
+                                        "port": {"name": "http"}}},
+            }]}}],
+        },
+    }
+
+
+def test_no_ingress_when_disabled() -> None:
+    spec, target = build(ingress={"enabled": False})
+    assert r.desired_ingress(spec, OWNER, target) is None
+
+
+def test_migration_job_up_and_down() -> None:
+    spec, target = build()
+    job = r.desired_migration_job(spec, OWNER, target, 3)
+    extra = {"rwadurian.io/revision": "3", "rwadurian.io/migration": "up"}
+    assert strip_hash(job) == {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {**meta("authorization-service-migrate-3",
+                            annotations={"rwadurian.io/revision": "3"}),
+                     "labels": {**LABELS, **extra}},
+        "spec": {
+            "backoffLimit": 3, "activeDeadlineSeconds": 600,
+            "template": {
+                "metadata": {"labels": {**LABELS, **extra}},
+                "spec": {**POD_COMMON, "restartPolicy": "Never", "containers": [{
+                    "name": "migrate",
+                    "image": "registry.example/authorization-service:1.4.0",
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["authz-service", "migrate", "up"],
+                    "env": ENV, "resources": RESOURCES,
+                    "securityContext": CONTAINER_SECURITY,
+                    "terminationMessagePath": "/dev/termination-log",
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
+                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                }]},
+            },
+        },
+    }
+    down = r.desired_migration_job(spec, OWNER, target, 3, down_to="0002")
+    assert down["metadata"]["name"] == "authorization-service-rollback-3"
+    assert down["spec"]["template"]["spec"]["containers"][0]["command"] == [
+        "authz-service", "migrate", "down", "--to", "0002"]
+
+
+def test_builders_are_deterministic() -> None:
+    spec, target = build()
+    first = json.dumps(r.desired_children(spec, OWNER, target), sort_keys=True)
+    spec2, target2 = build()
+    assert json.dumps(r.desired_children(spec2, OWNER, target2), sort_keys=True) == first
+
+
+def test_version_label_is_a_valid_label_value() -> None:
+    long_tag = "v" + "1" * 100 + "-"
+    assert r.labels("x", f"registry.example/a:{long_tag}")["app.kubernetes.io/version"] == (
+        "v" + "1" * 62)
