@@ -1,0 +1,48 @@
+"""Small helpers for tests that talk to the local API server: clients from the test
+kubeconfig, and waiting by watching (never by sleeping)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client, config, watch
+
+
+def api_client(kubeconfig: str) -> Any:
+    return config.new_client_from_config(config_file=kubeconfig)
+
+
+def watch_until(
+    list_fn: Callable[..., Any],
+    predicate: Callable[[list[dict[str, Any]]], bool],
+    *args: Any,
+    timeout: int = 60,
+    **kwargs: Any,
+) -> list[dict[str, Any]]:
+    """List, then watch, until `predicate(objects)` holds for the current set of objects
+    (as plain dicts). Fails with the last state seen after `timeout` seconds."""
+    serialize = client.ApiClient().sanitize_for_serialization
+    listed = list_fn(*args, **kwargs)
+    objects = {o.metadata.uid: serialize(o) for o in listed.items}
+    if predicate(list(objects.values())):
+        return list(objects.values())
+    w = watch.Watch()
+    for event in w.stream(list_fn, *args, resource_version=listed.metadata.resource_version,
+                          timeout_seconds=timeout, **kwargs):
+        obj = event["object"]
+        if event["type"] == "DELETED":
+            objects.pop(obj.metadata.uid, None)
+        else:
+            objects[obj.metadata.uid] = serialize(obj)
+        if predicate(list(objects.values())):
+            w.stop()
+            return list(objects.values())
+    raise AssertionError(f"condition not met within {timeout}s; last seen: {objects}")
+
+
+def condition(obj: dict[str, Any], type_: str) -> str | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return str(c.get("status"))
+    return None
