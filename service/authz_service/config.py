@@ -147,14 +147,10 @@ _UNITS = {"ms": 0.001, "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
 def parse_duration(raw: str) -> int:
     """`1h`, `30m`, `2 days`, `3600` (bare numbers are seconds) -> whole seconds > 0."""
     match = re.fullmatch(r"(\d+)\s*([a-zA-Z]*)", raw.strip())
-    if not match:
-        raise ValueError(raw)
-    unit = match.group(2).lower() or "s"
-    if unit not in _UNITS:
-        raise ValueError(raw)
-    seconds = int(int(match.group(1)) * _UNITS[unit])
+    unit = (match.group(2).lower() or "s") if match else ""
+    seconds = int(int(match.group(1)) * _UNITS[unit]) if match and unit in _UNITS else 0
     if seconds <= 0:
-        raise ValueError(raw)
+        raise ValueError(f"not a positive duration: {raw!r}")
     return seconds
 
 

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import jwt
+import pytest
+
+from authz_service import auth
+from authz_service.config import JwtConfig
+from authz_service.errors import Unauthorized
+
+SECRET = "current-secret-0123456789abcdef0123"
+PREVIOUS = "previous-secret-0123456789abcdef012"
+CONFIG = JwtConfig(secret=SECRET, previous_secret=PREVIOUS, expires_in=600)
+
+
+def token(claims: dict[str, object], secret: str = SECRET, alg: str = "HS256") -> str:
+    return jwt.encode(claims, secret, algorithm=alg)
+
+
+def valid_claims(**extra: object) -> dict[str, object]:
+    return {"sub": "user-1", "exp": int(time.time()) + 300, **extra}
+
+
+def unsigned(claims: dict[str, object]) -> str:
+    def part(data: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+def test_valid_token_gives_principal_with_roles() -> None:
+    principal = auth.verify(token(valid_claims(roles=["admin"])), CONFIG)
+    assert principal.user_id == "user-1"
+    assert principal.is_admin
+
+
+def test_previous_secret_still_verifies_during_rotation() -> None:
+    assert auth.verify(token(valid_claims(), PREVIOUS), CONFIG).user_id == "user-1"
+
+
+def test_previous_secret_is_not_accepted_when_not_configured() -> None:
+    with pytest.raises(Unauthorized, match="signature"):
+        auth.verify(token(valid_claims(), PREVIOUS), JwtConfig(secret=SECRET))
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: token(valid_claims(), "another-secret-0123456789abcdef0123"), "signature"),
+    (lambda: unsigned(valid_claims()), "algorithm"),
+    (lambda: token(valid_claims(), SECRET + "x" * 40, "HS512"), "algorithm"),
+    (lambda: token(valid_claims(exp=int(time.time()) - 60)), "expired"),
+    (lambda: token(valid_claims(nbf=int(time.time()) + 600)), "not yet valid"),
+    (lambda: token({"sub": "user-1"}), "exp"),
+    (lambda: token({"exp": int(time.time()) + 60}), "sub"),
+    (lambda: token(valid_claims(sub="")), "subject"),
+    (lambda: token(valid_claims(roles=[1])), "roles"),
+    (lambda: "not.a.jwt", "malformed"),
+])
+def test_rejections(make: object, message: str) -> None:
+    with pytest.raises(Unauthorized, match=message):
+        auth.verify(make(), CONFIG)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("header", [None, "", "Basic abc", "Bearer", "Bearer   "])
+def test_bearer_header_is_required(header: str | None) -> None:
+    with pytest.raises(Unauthorized):
+        auth.bearer_token(header)
+
+
+def test_service_token_lives_jwt_expires_in() -> None:
+    signed = auth.sign(CONFIG, "authorization-service", ["service"], now=1_000_000)
+    claims = jwt.decode(signed, SECRET, algorithms=["HS256"], options={"verify_exp": False})
+    assert claims == {"sub": "authorization-service", "roles": ["service"],
+                      "iat": 1_000_000, "exp": 1_000_600}
