@@ -77,8 +77,9 @@ def start_operator(st: State) -> bool:
     if not procs.alive(st.pids.get("operator")):
         exe = paths.VENV_BIN / "authz-operator"
         st.pids["operator"] = procs.spawn(
-            "operator", [str(exe), "--all-namespaces", "--liveness=http://127.0.0.1:"
-                         f"{_port(st, 'operator-liveness')}/healthz"],
+            # Only the sample's namespace: tests run operators of their own in theirs.
+            "operator", [str(exe), f"--namespace={SAMPLE_NAMESPACE}", "--liveness=http://"
+                         f"127.0.0.1:{_port(st, 'operator-liveness')}/healthz"],
             paths.RUN, env=_python_env())
         st.save()
     return True
