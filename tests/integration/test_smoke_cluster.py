@@ -33,7 +33,7 @@ def test_readyz_and_version(api: Any) -> None:
     ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
     token = cfg.auth_settings()["BearerToken"]["value"]
     req = urllib.request.Request(f"{cfg.host}/readyz", headers={"Authorization": token})
-    with urllib.request.urlopen(req, context=ctx, timeout=5) as resp:  # noqa: S310
+    with urllib.request.urlopen(req, context=ctx, timeout=5) as resp:
         assert (resp.status, resp.read()) == (200, b"ok")
     version = client.VersionApi(api).get_code()
     assert version.git_version == build.k8s_version()
