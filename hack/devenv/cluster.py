@@ -105,7 +105,8 @@ def start(state: State) -> None:
     log = run
 
     if not procs.alive(state.pids.get("etcd")):
-        client, peer = procs.free_port(), procs.free_port()
+        client = procs.sticky_port(state.ports, "etcd")
+        peer = procs.sticky_port(state.ports, "etcd-peer")
         pid = procs.spawn("etcd", [
             str(etcd), "--name=default", f"--data-dir={run / 'etcd'}",
             f"--listen-client-urls=http://127.0.0.1:{client}",
@@ -115,7 +116,7 @@ def start(state: State) -> None:
             f"--initial-cluster=default=http://127.0.0.1:{peer}",
             "--unsafe-no-fsync", "--quota-backend-bytes=4294967296",
             "--listen-metrics-urls=", "--log-level=warn"], log)
-        state.pids["etcd"], state.ports["etcd"] = pid, client
+        state.pids["etcd"] = pid
         state.save()
         procs.wait_until("etcd", lambda: procs.port_open(client), 30, pid, log / "etcd.log")
 
@@ -126,7 +127,7 @@ def start(state: State) -> None:
     kubeconfig = run / "kubeconfig"
 
     if not procs.alive(state.pids.get("kube-apiserver")):
-        port = procs.free_port()
+        port = procs.sticky_port(state.ports, "kube-apiserver")
         pid = procs.spawn("kube-apiserver", [
             str(bins / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{state.ports['etcd']}",
@@ -142,7 +143,7 @@ def start(state: State) -> None:
             "--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true",
             "--enable-admission-plugins=PodSecurity,ServiceAccount,NamespaceLifecycle",
             "--profiling=false", "--v=1"], log)
-        state.pids["kube-apiserver"], state.ports["kube-apiserver"] = pid, port
+        state.pids["kube-apiserver"] = pid
         state.save()
         _kubeconfig(kubeconfig, port, token, pki / "ca.crt")
         procs.wait_until(

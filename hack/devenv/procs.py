@@ -22,6 +22,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def sticky_port(ports: dict[str, int], name: str) -> int:
+    """The port `name` had before if nothing listens there now, else a new free one; kept
+    in `ports`. Stable ports keep URLs in users' shells and kubeconfigs valid across a
+    down/up, and etcd's data remembers its peer URL."""
+    port = ports.get(name)
+    if port is None or port_open(port):
+        port = free_port()
+    ports[name] = port
+    return port
+
+
 def port_open(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.2)

@@ -37,7 +37,7 @@ def start_postgres(state: State) -> None:
     if not (data / "PG_VERSION").exists():
         procs.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
                                 "-A", "trust", "-E", "UTF8", "--no-locale"]))
-    port = procs.free_port()
+    port = procs.sticky_port(state.ports, "postgres")
     opts = (f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
     log = paths.RUN / "postgres.log"
@@ -64,7 +64,7 @@ def stop_postgres(state: State) -> None:
 def start_redis(state: State) -> None:
     if procs.alive(state.pids.get("redis")):
         return
-    port = procs.free_port()
+    port = procs.sticky_port(state.ports, "redis")
     pid = procs.spawn("redis", [shutil.which("redis-server") or "redis-server",
                                 "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                 "--appendonly", "no", "--dir", str(paths.RUN)], paths.RUN)
@@ -121,8 +121,8 @@ def start_kafka(state: State) -> None:
     """Start (or restart on the same ports) the environment's single-node KRaft broker."""
     if procs.alive(state.pids.get("kafka")):
         return
-    port = state.ports.get("kafka") or procs.free_port()
-    controller = state.ports.get("kafka-controller") or procs.free_port()
+    port = procs.sticky_port(state.ports, "kafka")
+    controller = procs.sticky_port(state.ports, "kafka-controller")
     pid = start_broker(paths.RUN / "kafka", "kafka", port, controller)
     state.pids["kafka"] = pid
     state.ports["kafka"] = port

@@ -49,7 +49,7 @@ def start_stubs(st: State) -> bool:
         _say("MISSING: hack/devenv/stubs.py (referral/statistics stand-ins) - skipped")
         return False
     if not procs.alive(st.pids.get("stubs")):
-        port = procs.free_port()
+        port = procs.sticky_port(st.ports, "stubs")
         pid = procs.spawn("stubs", [sys.executable, "-m", "devenv.stubs", "--port", str(port)],
                           paths.RUN, env=_python_env())
         st.pids["stubs"], st.ports["stubs"] = pid, port
@@ -86,10 +86,9 @@ def start_operator(st: State) -> bool:
 
 
 def _port(st: State, name: str) -> int:
-    if name not in st.ports:
-        st.ports[name] = procs.free_port()
-        st.save()
-    return st.ports[name]
+    port = procs.sticky_port(st.ports, name)
+    st.save()
+    return port
 
 
 def sample_objects(st: State) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
