@@ -146,10 +146,10 @@ async def stub_server() -> AsyncIterator[tuple[str, stubs.StubState]]:
     await server.close()
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0,
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0,
                      what: str = "condition") -> None:
-    """Poll `check` until true; fail after `timeout` seconds (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
+    """Poll `check` until true; fail after `within` seconds (no fixed sleeps)."""
+    deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
