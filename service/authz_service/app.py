@@ -67,6 +67,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     app[RELAY] = relay
     if not config.relay_enabled:
         yield
+        relay.close()
         return
     task = asyncio.create_task(relay.run(), name="outbox-relay")
     yield
@@ -76,6 +77,8 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         await relay.drain(config.shutdown_timeout)
     except Exception:
         log.exception("outbox drain on shutdown failed; events stay pending")
+    finally:
+        relay.close()
 
 
 async def consumer_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -57,6 +57,7 @@ def consumer_config(config: KafkaConfig) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         "session.timeout.ms": 10000,
         "log_level": 3,
+        "logger": logging.getLogger("authz_service.kafka"),
     }
 
 

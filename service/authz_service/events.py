@@ -36,6 +36,7 @@ def producer_config(config: KafkaConfig) -> dict[str, Any]:
         "socket.connection.setup.timeout.ms": min(config.delivery_timeout_ms, 5000),
         "reconnect.backoff.max.ms": 1000,
         "log_level": 3,
+        "logger": logging.getLogger("authz_service.kafka"),  # librdkafka logs as JSON lines
     }
 
 
@@ -157,3 +158,7 @@ class Relay:
             if failed or not published:
                 break
         await asyncio.to_thread(self._producer.flush, 1.0)
+
+    def close(self) -> None:
+        """Drop the producer so librdkafka stops reconnecting once the app is gone."""
+        self._producer = None
