@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+import prometheus_client
 
 from authz_operator import resources
 from authz_operator.kube import Kube, KubeError
@@ -50,6 +51,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = int(os.environ.get("AUTHZ_WORKERS", "8"))
     settings.watching.server_timeout = 270
+    metrics_port = os.environ.get("AUTHZ_METRICS_PORT")
+    if metrics_port and not memo.get("metrics_started"):
+        prometheus_client.start_http_server(int(metrics_port))
+        memo["metrics_started"] = True
     kube = Kube.connect(os.environ.get("AUTHZ_KUBECONFIG") or None)
     memo["reconciler"] = Reconciler(kube)
 
@@ -117,7 +122,12 @@ def secret_refs(namespace: str | None, name: str, spec: kopf.Spec,
             if isinstance(ref, Mapping) and ref.get("name")}
 
 
-@kopf.on.event("", "v1", "secrets")
+def _is_referenced(namespace: str | None, name: str, **kwargs: Any) -> bool:
+    index: kopf.Index[tuple[str, str], str] = kwargs["secret_refs"]
+    return (namespace or "", name) in index
+
+
+@kopf.on.event("", "v1", "secrets", when=_is_referenced)
 def secret_changed(namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
     """A referenced Secret appeared, changed or vanished: reconcile its readers."""
     index: kopf.Index[tuple[str, str], str] = kwargs["secret_refs"]  # the index above

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import os
 import secrets as _secrets
 import threading
 from collections import Counter
@@ -97,7 +98,9 @@ class Kube:
                 return cls(k8s_client.ApiClient())
             except k8s_config.ConfigException:
                 pass
-        return cls(k8s_config.new_client_from_config(config_file=kubeconfig))
+        # The client reads $KUBECONFIG once at import time; read it now instead.
+        path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+        return cls(k8s_config.new_client_from_config(config_file=path))
 
     def close(self) -> None:
         self.api.close()
@@ -150,6 +153,18 @@ class Kube:
             "PATCH", kind.path(meta["namespace"], meta["name"]),
             query=[("fieldManager", self.field_manager), ("force", "true")],
             body=obj, content_type="application/apply-patch+yaml")
+        return result
+
+    def overwrite(self, obj: Mapping[str, Any]) -> Obj:
+        """JSON merge patch of the desired object: lists are replaced as a whole.
+
+        Used to repair drift that server-side apply cannot: list items another manager
+        added (e.g. a second port from `kubectl patch`) survive an apply by design."""
+        meta = obj["metadata"]
+        result: Obj = self._call(
+            "PATCH", KINDS[str(obj["kind"])].path(meta["namespace"], meta["name"]),
+            query=[("fieldManager", self.field_manager)], body=obj,
+            content_type="application/merge-patch+json")
         return result
 
     def delete(self, kind: str, namespace: str, name: str, uid: str | None = None) -> None:

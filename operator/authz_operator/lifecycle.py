@@ -113,10 +113,11 @@ class RolloutState:
     message: str
 
 
-def rollout_state(dep: Mapping[str, Any]) -> RolloutState:
-    """`kubectl rollout status` semantics for a live Deployment."""
+def rollout_state(dep: Mapping[str, Any], min_replicas: int = 0) -> RolloutState:
+    """`kubectl rollout status` semantics for a live Deployment, also waiting for
+    `min_replicas` (an HPA's minimum: a fresh Deployment starts with one pod)."""
     meta, spec, st = dep.get("metadata", {}), dep.get("spec", {}), dep.get("status") or {}
-    want = int(spec.get("replicas", 1))
+    want = max(int(spec.get("replicas", 1)), min_replicas)
     if int(st.get("observedGeneration", 0)) < int(meta.get("generation", 1)):
         return RolloutState(False, False, "waiting for the Deployment controller")
     for c in st.get("conditions") or []:
@@ -132,6 +133,13 @@ def rollout_state(dep: Mapping[str, Any]) -> RolloutState:
     if available < updated:
         return RolloutState(False, False, f"{available} of {updated} updated replicas available")
     return RolloutState(True, False, f"{available} of {want} replicas available")
+
+
+def _serving(dep: Mapping[str, Any]) -> bool:
+    """Some pods of the current template are available and no old-template pods are left."""
+    st = dep.get("status") or {}
+    return (int(st.get("availableReplicas", 0)) > 0
+            and int(st.get("replicas", 0)) == int(st.get("updatedReplicas", 0)))
 
 
 def deployment_available(dep: Mapping[str, Any] | None) -> Condition:
@@ -150,13 +158,16 @@ def revision_key(image: str, config_hash: str, secrets_hash: str) -> str:
     return r.content_hash([image, config_hash, secrets_hash])
 
 
+def _min_replicas(spec: Spec) -> int:
+    return spec.autoscaling.min_replicas if spec.autoscaling.enabled else spec.replicas
+
+
 def _replica_fields(spec: Spec | None, dep: Mapping[str, Any] | None, name: str) -> Obj:
+    desired = _min_replicas(spec) if spec is not None else 0
     if dep is not None:
-        desired = int(dep.get("spec", {}).get("replicas", 1))
-    elif spec is not None:
-        desired = spec.autoscaling.min_replicas if spec.autoscaling.enabled else spec.replicas
-    else:
-        desired = 0
+        replicas = int(dep.get("spec", {}).get("replicas", 1))
+        desired = max(desired, replicas) if spec is not None and spec.autoscaling.enabled \
+            else replicas
     st = (dep or {}).get("status") or {}
     ready = int(st.get("readyReplicas", 0))
     selector = ",".join(f"{k}={v}" for k, v in sorted(r.selector_labels(name).items()))
@@ -327,7 +338,7 @@ def decide(obs: Observed) -> Plan:
                  Condition("Progressing", True, Reason.ROLLOUT_STARTED, msg),
                  Condition("Degraded", False, Reason.AS_EXPECTED, "nothing is wrong")]
     else:
-        state = rollout_state(dep)
+        state = rollout_state(dep, _min_replicas(spec))
         if state.complete:
             phase = Phase.READY
             conds = [Condition("Ready", True, Reason.ROLLOUT_COMPLETE, state.message), available,
@@ -342,8 +353,14 @@ def decide(obs: Observed) -> Plan:
                                state.message),
                      Condition("Degraded", True, Reason.PROGRESS_DEADLINE_EXCEEDED,
                                state.message)]
+        elif current_key == key and _serving(dep):
+            # This revision rolled out before; scaling (HPA) or a replaced pod is no rollout.
+            phase = Phase.READY
+            conds = [Condition("Ready", True, Reason.ROLLOUT_COMPLETE, state.message), available,
+                     Condition("Progressing", False, Reason.ROLLOUT_COMPLETE, state.message),
+                     Condition("Degraded", False, Reason.AS_EXPECTED, "nothing is wrong")]
         elif current_key == key:
-            # This revision was complete before: pods went away, it is not a rollout.
+            # This revision rolled out before and now no pod is available.
             phase = Phase.DEGRADED
             conds = [Condition("Ready", False, Reason.UNAVAILABLE, state.message), available,
                      Condition("Progressing", False, Reason.UNAVAILABLE, state.message),

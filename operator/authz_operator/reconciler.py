@@ -12,11 +12,21 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import Counter
+
 from authz_operator import lifecycle, resources
+from authz_operator.diff import Change
 from authz_operator.kube import Kube
 from authz_operator.spec import SpecError, parse_spec
 
 log = logging.getLogger("authz_operator.reconciler")
+
+RECONCILES = Counter(
+    "authz_operator_reconciles_total", "Finished reconciles of AuthorizationServices.",
+    ["namespace", "name", "result"])
+WRITES = Counter(
+    "authz_operator_writes_total", "Writes a reconcile sent (applies, deletes, status, events).",
+    ["namespace", "name"])
 
 Obj = dict[str, Any]
 Clock = Callable[[], datetime.datetime]
@@ -59,6 +69,8 @@ def act(kube: Kube, body: Obj, observed: lifecycle.Observed, plan: lifecycle.Pla
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     for item in plan.applies:
+        if item.change is Change.DRIFT:
+            kube.overwrite(item.obj)  # drop what others added to our lists, then own it again
         kube.apply(item.obj)
         log.info("%s/%s: %s %s %s", namespace, name, item.change.value, item.kind, item.name)
     for kind, child in plan.deletes:
@@ -79,9 +91,15 @@ def reconcile(kube: Kube, namespace: str, name: str,
     body = kube.get("AuthorizationService", namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None  # owner references let the garbage collector remove the children
-    observed = observe(kube, body, clock())
-    plan = lifecycle.decide(observed)
-    act(kube, body, observed, plan)
+    try:
+        observed = observe(kube, body, clock())
+        plan = lifecycle.decide(observed)
+        act(kube, body, observed, plan)
+    except Exception:
+        RECONCILES.labels(namespace, name, "error").inc()
+        raise
+    WRITES.labels(namespace, name).inc(plan.writes)
+    RECONCILES.labels(namespace, name, "ok").inc()
     return plan
 
 

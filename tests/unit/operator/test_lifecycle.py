@@ -214,16 +214,27 @@ def test_rollout_states(dep_status: dict[str, Any], phase: Phase, reason: str) -
     assert plan.status["conditions"][0]["reason"] == reason
 
 
-def test_pods_lost_after_a_complete_rollout_is_degraded_not_rolling_out() -> None:
+@pytest.mark.parametrize(
+    ("available", "replicas", "phase", "events"),
+    [
+        (0, 2, Phase.DEGRADED, ["Unavailable"]),   # nothing serves any more
+        (1, 3, Phase.READY, []),                   # the HPA scales up: not a rollout
+        (1, 2, Phase.READY, []),                   # a pod is being replaced
+    ],
+)
+def test_after_a_complete_rollout_only_losing_every_pod_is_degraded(
+        available: int, replicas: int, phase: Phase, events: list[str]) -> None:
     obs = settle(observed(children=children_for(spec_body())))
     children = dict(obs.children)
     dep = copy.deepcopy(children["Deployment"])
     assert dep is not None
-    dep["status"]["availableReplicas"] = 1
+    dep["spec"]["replicas"] = replicas
+    dep["status"].update(availableReplicas=available, replicas=replicas,
+                         updatedReplicas=replicas)
     children["Deployment"] = dep
     plan = lc.decide(lc.Observed(**{**obs.__dict__, "children": children}))
-    assert plan.status["phase"] == Phase.DEGRADED
-    assert [e.reason for e in plan.events] == ["Unavailable"]
+    assert plan.status["phase"] == phase
+    assert [e.reason for e in plan.events] == events
 
 
 def test_child_owned_by_someone_else_is_left_alone() -> None:

@@ -1,0 +1,145 @@
+"""Fixtures for running the real operator (in-process, kopf's KopfRunner) against the local
+API server: the CRD installed, a recorder of every HTTP request the operator sends, the
+operator itself confined to the test's namespace, and helpers to wait by polling with
+short deadlines."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from devenv import state as devstate
+
+# The kubernetes client (used by kopf's login and by the operator) reads $KUBECONFIG once, at
+# import: point it at the local cluster before anything imports it.
+if devstate.load().kubeconfig:
+    os.environ["KUBECONFIG"] = devstate.load().kubeconfig
+
+import aiohttp
+import pytest
+import urllib3
+from kopf.testing import KopfRunner
+
+from authz_operator.kube import Kube
+from tests.conftest import DevEnv
+
+ROOT = Path(__file__).resolve().parents[3]
+CRD = ROOT / "crds" / "authorizationservices.rwadurian.io.yaml"
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60) -> T:
+    """Poll `probe` until it returns something truthy; fail naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what} (last seen: {last!r})")
+
+
+@dataclass
+class Recorder:
+    """Every HTTP request sent from any thread but the test's own (i.e. by the operator,
+    through either client: kopf's aiohttp or our kubernetes/urllib3), as (method, url)."""
+
+    main: threading.Thread = field(default_factory=threading.main_thread)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, method: str, url: str) -> None:
+        if threading.current_thread() is not self.main:
+            with self.lock:
+                self.calls.append((method.upper(), url))
+
+    def mark(self) -> int:
+        with self.lock:
+            return len(self.calls)
+
+    def writes_since(self, mark: int) -> list[tuple[str, str]]:
+        with self.lock:
+            return [c for c in self.calls[mark:] if c[0] not in ("GET", "HEAD", "OPTIONS")]
+
+
+@pytest.fixture(scope="session")
+def recorder() -> Iterator[Recorder]:
+    rec = Recorder()
+    orig_urlopen = urllib3.PoolManager.urlopen
+    orig_request = aiohttp.ClientSession._request
+
+    def urlopen(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        rec.record(method, url)
+        return orig_urlopen(self, method, url, *args, **kwargs)
+
+    def request(self: Any, method: str, url: Any, *args: Any, **kwargs: Any) -> Any:
+        rec.record(method, str(url))
+        return orig_request(self, method, url, *args, **kwargs)
+
+    setattr(urllib3.PoolManager, "urlopen", urlopen)  # noqa: B010 (keep mypy out of it)
+    setattr(aiohttp.ClientSession, "_request", request)  # noqa: B010
+    yield rec
+    setattr(urllib3.PoolManager, "urlopen", orig_urlopen)  # noqa: B010
+    setattr(aiohttp.ClientSession, "_request", orig_request)  # noqa: B010
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: DevEnv) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def run(*args: str, input: str | None = None, check: bool = True
+            ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [cluster.kubectl or "kubectl", f"--kubeconfig={cluster.kubeconfig}", *args],
+            input=input, capture_output=True, text=True, check=check, timeout=60)
+    return run
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: DevEnv, kubectl: Callable[..., Any]) -> None:
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    kubectl("wait", "--for=condition=Established", "--timeout=30s",
+            "crd/authorizationservices.rwadurian.io")
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: DevEnv) -> Iterator[Kube]:
+    """The test's own client (runs in the main thread, so the recorder ignores it)."""
+    os.environ["KUBECONFIG"] = cluster.kubeconfig  # kopf and the operator's client read it
+    k = Kube.connect(cluster.kubeconfig)
+    k.field_manager = "pytest"  # what a user's `kubectl apply --server-side` would be
+    yield k
+    k.close()
+
+
+@dataclass
+class Operator:
+    namespace: str
+    runner: KopfRunner | None = None
+
+    def start(self) -> None:
+        self.runner = KopfRunner(
+            ["run", "-m", "authz_operator.handlers", "--standalone", "-n", self.namespace],
+            timeout=60)
+        self.runner.__enter__()
+
+    def stop(self) -> None:
+        runner, self.runner = self.runner, None
+        if runner is not None:
+            runner.__exit__(None, None, None)
+            outcome: tuple[object, object] = (runner.exception, runner.exit_code)
+            assert outcome == (None, 0), runner.output
+
+
+@pytest.fixture
+def operator(crd: None, kube: Kube, namespace: str, recorder: Recorder) -> Iterator[Operator]:
+    """The real operator, watching only this test's namespace."""
+    op = Operator(namespace)
+    op.start()
+    yield op
+    op.stop()
