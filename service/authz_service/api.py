@@ -44,7 +44,7 @@ async def _body(request: web.Request, operation_id: str) -> Any:
         return None
     try:
         payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidInput("request body is not valid JSON") from None
     return operation.body(payload)
 

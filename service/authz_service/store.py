@@ -222,5 +222,5 @@ class Store:
         return revoked
 
     async def ping(self) -> None:
-        async with self.pool.connection(timeout=2.0) as conn:
+        async with self.pool.connection(timeout=min(2.0, self.pool.timeout)) as conn:
             await conn.execute("SELECT 1")

@@ -198,7 +198,8 @@ async def test_bad_input_is_400_naming_the_field(client: Client, body: dict[str,
     assert error["field"] == field
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"", b"[]", b"\xff\xfe", b"null"])
+@pytest.mark.parametrize("raw", [b"{not json", b"", b"[]", b"\xff\xfe", b"null",
+                                 b"[" * 60000, b'{"userId": ' + b"[" * 60000])
 async def test_malformed_bodies_are_400_never_500(client: Client, raw: bytes) -> None:
     resp = await client.post(API, data=raw, headers={**ADMIN,
                                                      "Content-Type": "application/json"})
