@@ -23,6 +23,8 @@ from authz_service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 BATCH = 100
+RETENTION_DAYS = 7
+PRUNE_EVERY = 1000  # relay passes between deletions of old published rows
 
 
 def producer_config(config: KafkaConfig) -> dict[str, Any]:
@@ -64,9 +66,24 @@ class Relay:
         """A change committed: publish soon instead of at the next poll."""
         self.wake.set()
 
+    async def prune(self, days: int = RETENTION_DAYS) -> int:
+        """Delete published rows older than `days`; pending rows are never deleted."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "DELETE FROM outbox WHERE published_at < now() - make_interval(days => %s)",
+                (days,))
+            return cur.rowcount
+
     async def run(self) -> None:
         backoff = self.interval
+        passes = 0
         while not self._stopping:
+            passes += 1
+            if passes % PRUNE_EVERY == 1:
+                try:
+                    await self.prune()
+                except Exception:
+                    log.exception("outbox prune failed")
             try:
                 published, failed = await self.publish_batch()
             except Exception:

@@ -15,6 +15,7 @@ from authz_service.errors import AppError, DependencyUnavailable
 from authz_service.keys import CONFIG, METRICS
 
 log = logging.getLogger(__name__)
+access = logging.getLogger("authz_service.access")
 
 _HTTP_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden",
                404: "not_found", 405: "method_not_allowed", 409: "conflict",
@@ -79,5 +80,11 @@ async def context(request: web.Request, handler: Handler) -> web.StreamResponse:
             route = resource.canonical if resource is not None else "unmatched"
             metrics = request.app[METRICS]
             labels = (request.method, route, str(status))
+            elapsed = time.perf_counter() - started
             metrics.requests.labels(*labels).inc()
-            metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+            metrics.latency.labels(*labels).observe(elapsed)
+            # Probes and scrapes at debug, so they do not drown the API's lines.
+            level = logging.INFO if route.startswith("/api/") else logging.DEBUG
+            access.log(level, "%s %s %d", request.method, route, status,
+                       extra={"route": route, "status": status,
+                              "durationMs": round(elapsed * 1000, 2)})

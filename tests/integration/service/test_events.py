@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -14,6 +15,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from authz_service.config import Config, load_config
+from authz_service.keys import RELAY
 
 from .conftest import ADMIN, ClientFactory, Env, eventually, service_env
 
@@ -160,3 +162,21 @@ async def test_user_deactivated_revokes_once_even_when_redelivered(
             in metrics)
     assert (await (await client.get(f"{API}/check", params=check, headers=ADMIN)).json()
             )["allowed"] is False
+
+
+async def test_prune_deletes_only_old_published_rows(client: Any, migrated_database: str
+                                                     ) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    with psycopg.connect(migrated_database) as conn:
+        for event_id, published in zip(ids, ["old", "now", "pending"], strict=True):
+            conn.execute(
+                "INSERT INTO outbox (event_id, aggregate_id, event_type, payload, created_at, "
+                "published_at) VALUES (%s, %s, 'authorization.created', '{}', "
+                "now() - interval '9 days', CASE %s WHEN 'old' THEN now() - interval '8 days' "
+                "WHEN 'now' THEN now() END)",
+                (event_id, event_id, published))
+    assert await client.app[RELAY].prune() >= 1
+    with psycopg.connect(migrated_database) as conn:
+        left = {r[0] for r in conn.execute(
+            "SELECT event_id::text FROM outbox WHERE event_id = ANY(%s::uuid[])", (ids,))}
+    assert left == set(ids[1:])
