@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +45,11 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60) -> T
             return last
         time.sleep(0.2)
     pytest.fail(f"timed out waiting for {what} (last seen: {last!r})")
+
+
+def measured(what: str, value: float, unit: str) -> None:
+    """Report a number for the issue note (KopfRunner swaps sys.stdout, so bypass it)."""
+    print(f"measured: {what}: {value:.2f} {unit}", file=sys.__stderr__)
 
 
 @dataclass

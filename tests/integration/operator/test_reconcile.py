@@ -11,7 +11,7 @@ import pytest
 from authz_operator import reconciler
 from authz_operator.kube import Kube
 
-from .conftest import Operator, Recorder, wait_for
+from .conftest import Operator, Recorder, measured, wait_for
 from .helpers import IMAGE, NAME, condition, cr, ready_at_generation, reasons, secret, status
 
 pytestmark = pytest.mark.cluster
@@ -34,7 +34,7 @@ def test_create_builds_children_and_honest_status(
     started = time.monotonic()
     create(kube, namespace)
     st = wait_for("Ready", lambda: ready_at_generation(kube, namespace, 1), timeout=90)
-    print(f"\nmeasured: apply -> Ready in {time.monotonic() - started:.1f}s")
+    measured("apply -> Ready (2 pods)", time.monotonic() - started, "s")
 
     owner = kube.get("AuthorizationService", namespace, NAME)
     assert owner is not None
@@ -259,12 +259,14 @@ def test_zero_writes_when_nothing_changed(
     kubectl("annotate", "-n", namespace, f"service/{NAME}", "example.com/note=hello")
     wait_for("a reconcile after the annotation", lambda: finished() > count)
     assert recorder.writes_since(mark) == []
+    measured("requests of one idle reconcile (all reads)", len(recorder.calls) - mark,
+             "requests")
 
     # 2. the operator restarts: resume reconciles everything, writes nothing.
     operator.stop()
     mark, count = recorder.mark(), finished()
     operator.start()
     wait_for("a reconcile after the restart", lambda: finished() > count)
-    gets = len(recorder.calls) - mark
     assert recorder.writes_since(mark) == []
-    print(f"\nmeasured: requests in an idle reconcile (restart, incl. kopf watches): {gets}")
+    measured("requests of an idle restart (kopf watches + one reconcile)",
+             len(recorder.calls) - mark, "requests")

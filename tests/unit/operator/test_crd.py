@@ -66,3 +66,13 @@ def test_required_fields(version: dict[str, Any]) -> None:
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert spec["required"] == ["image", "database", "redis", "kafka", "jwt"]
     assert spec["properties"]["kafka"]["properties"]["brokers"]["minItems"] == 1
+
+
+def test_sample_is_the_seed_and_parses() -> None:
+    sample = yaml.safe_load((CRD_PATH.parents[1] / "manifests" / "samples"
+                             / "authorizationservice.yaml").read_text())
+    spec = parse_spec(sample["spec"])
+    assert spec.port == 3002
+    assert spec.redis.password_secret_ref is not None
+    assert spec.kafka.brokers == ("kafka-0.kafka.svc.cluster.local:9092",
+                                  "kafka-1.kafka.svc.cluster.local:9092")
