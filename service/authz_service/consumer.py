@@ -68,6 +68,18 @@ class IdentityConsumer:
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
+        """Consume until stopped; a broken consumer is closed and replaced after a pause."""
+        while not self._stopping.is_set():
+            try:
+                await self._consume()
+            except Exception:
+                if self._stopping.is_set():
+                    return
+                log.exception("identity consumer failed; restarting it")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=2.0)
+
+    async def _consume(self) -> None:
         consumer = Consumer(consumer_config(self.config))
         consumer.subscribe([self.config.identity_topic])
         try:
