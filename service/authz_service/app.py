@@ -136,3 +136,4 @@ def serve(config: Config) -> None:
     log.info("authorization service starting on port %d (%s)", config.port, config.node_env)
     web.run_app(create_app(config), port=config.port, shutdown_timeout=config.shutdown_timeout,
                 print=None, access_log=None, handle_signals=True)
+    log.info("authorization service stopped")
