@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import quote
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from authz_service.config import RedisConfig
@@ -27,6 +29,8 @@ def create_client(config: RedisConfig) -> aioredis.Redis:
     return aioredis.Redis(
         host=config.host, port=config.port, password=config.password, db=config.db,
         socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=15,
+        # A cache must fail fast: one retry (a dropped pooled connection), no backoff.
+        retry=Retry(NoBackoff(), 1),
     )
 
 

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from authz_service.config import Config, DatabaseConfig
+from authz_service.config import Config, DatabaseConfig, RedisConfig
 from authz_service.openapi import OpenApi
 
 from .conftest import (
@@ -378,3 +378,19 @@ async def test_database_down_is_503_with_retry_after(start: ClientFactory, confi
     health = await client.get("/health/ready")
     assert health.status == 503
     assert "database" in (await health.json())["error"]
+
+
+async def test_redis_down_checks_fall_back_to_the_database(start: ClientFactory,
+                                                           config: Config) -> None:
+    client = await start(replace(config, redis=RedisConfig(host="127.0.0.1", port=1)))
+    user = uid()
+    created = await create(client, user, "COMMUNITY", "440106")
+    assert (await activate(client, created["id"])).status == 200  # a failed bump is logged
+    assert await check(client, user, "COMMUNITY", "440106") == {
+        "allowed": True, "authorizationId": created["id"]}
+    health = await client.get("/health")
+    assert health.status == 503
+    body = await health.json()
+    assert set(body["error"]) == {"redis"}
+    assert set(body["info"]) == {"database"}
+    assert (await client.get("/health/ready")).status == 200
