@@ -394,3 +394,11 @@ async def test_redis_down_checks_fall_back_to_the_database(start: ClientFactory,
     assert set(body["error"]) == {"redis"}
     assert set(body["info"]) == {"database"}
     assert (await client.get("/health/ready")).status == 200
+
+
+@pytest.mark.parametrize("reason", ["", "a\u0000b", "x" * 501, 42, None])
+async def test_bad_revoke_reasons_are_400(client: Client, reason: Any) -> None:
+    created = await create(client, uid(), "COMMUNITY", "440106")
+    resp = await client.post(f"{API}/{created['id']}/revoke", json={"reason": reason},
+                             headers=ADMIN)
+    assert (await error_of(resp, 400))["field"] == "reason"
