@@ -13,6 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+# Popen objects of the processes we started and let run: dropping one while its process
+# lives raises a ResourceWarning (an error under pytest's settings), and keeping it lets
+# `stop` reap the child.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def free_port() -> int:
@@ -80,6 +84,7 @@ def spawn(
     finally:
         log.close()
     (logdir / f"{name}.pid").write_text(str(proc.pid))
+    _CHILDREN[proc.pid] = proc
     return proc.pid
 
 
@@ -100,6 +105,11 @@ def stop(pid: int | None, timeout: float = 10.0) -> None:
 
 
 def _reap(pid: int) -> None:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            del _CHILDREN[pid]
+        return
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
 

@@ -11,8 +11,8 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
-from jsonschema.exceptions import (  # type: ignore[import-untyped]
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import (
     ValidationError,
     best_match,
 )
@@ -115,12 +115,15 @@ class Operation:
 
 def _field(error: ValidationError) -> str | None:
     path = [str(p) for p in error.absolute_path]
+    # The stubs type these as "maybe unset"; a raised error always has them set.
+    value: Any = error.validator_value
+    schema: Any = error.schema
     if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [p for p in error.validator_value if p not in error.instance]
+        missing = [p for p in value if p not in error.instance]
         if missing:
             path.append(str(missing[0]))
     elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = set(error.schema.get("properties", {}))
+        allowed = set(schema.get("properties", {}))
         extra = sorted(k for k in error.instance if k not in allowed)
         if extra:
             path.append(str(extra[0]))
@@ -128,8 +131,9 @@ def _field(error: ValidationError) -> str | None:
 
 
 def _describe(error: ValidationError) -> str:
+    value: Any = error.validator_value
     if error.validator == "enum":
-        return "must be one of " + ", ".join(map(str, error.validator_value))
+        return "must be one of " + ", ".join(map(str, value))
     if error.validator == "pattern":
         return "has an invalid format"
     if error.validator == "required":

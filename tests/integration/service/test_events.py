@@ -56,10 +56,6 @@ def read_topic(brokers: str, topic: str, count: int) -> list[tuple[str, dict[str
     return found
 
 
-# devenv.procs.spawn drops its Popen while the broker runs (ResourceWarning in Popen.__del__);
-# reported to the devenv owner, tolerated here until fixed.
-@pytest.mark.filterwarnings("ignore::ResourceWarning",
-                            "ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_outbox_holds_events_while_kafka_is_down_and_loses_none(
     devenv: Env, migrated_database: str, kafka_control: Any, start: ClientFactory
 ) -> None:
