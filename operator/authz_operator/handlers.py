@@ -35,6 +35,7 @@ CHILD_RESOURCES = (
     ("networking.k8s.io", "v1", "ingresses"),
     ("policy", "v1", "poddisruptionbudgets"),
     ("batch", "v1", "jobs"),
+    ("", "v1", "pods"),   # a crashing pod of a rollout is noticed without waiting for deadlines
 )
 ANNOTATION_PREFIX = "authz.rwadurian.io"
 
@@ -104,6 +105,8 @@ def _reconcile_quietly(memo: kopf.Memo, namespace: str, name: str, why: str) -> 
 def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     """A child was changed or deleted (by us, a controller or a person): reconcile the owner."""
     owner = _owner_name(body)
+    if owner is None and body.get("kind") == "Pod":
+        owner = (body.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/instance")
     if owner and namespace:
         _reconcile_quietly(memo, namespace, owner, f"{body.get('kind')} event")
 

@@ -9,6 +9,7 @@ reconcile sends nothing to the API server.
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,7 @@ class Observed:
     jobs: Mapping[str, Obj]                     # migration Jobs of this resource, by name
     job_results: Mapping[str, str]              # Job name -> termination message of its pod
     now: datetime.datetime
+    pods: Sequence[Obj] = ()                    # the Deployment's pods, while it rolls out
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     status_changed: bool = False
     permanent_error: str | None = None
+    again: bool = False          # state moved on: reconcile again with a fresh observation
 
     @property
     def writes(self) -> int:
@@ -182,7 +185,8 @@ def _replica_fields(spec: Spec | None, dep: Mapping[str, Any] | None, name: str)
 def _status(obs: Observed, phase: Phase, conditions: list[Condition], extra: Obj) -> Obj:
     keep = {k: v for k, v in obs.status.items()
             if k in ("image", "schemaVersion", "revision", "history", "configHash",
-                     "secretsHash", "revisionKey", "migration", "failed")}
+                     "secretsHash", "revisionKey", "migration", "hold", "database",
+                     "lastRevision", "rollbackHandled")}
     status: Obj = {
         **keep,
         **extra,
@@ -228,7 +232,11 @@ def _transition_events(obs: Observed, new: Mapping[str, Any]) -> list[Event]:
                    Reason.UNAVAILABLE):
         if ready_reason == reason and old_ready_reason != reason:
             events.append(Event("Warning", reason, str(ready.get("message"))))
-    if phase == Phase.READY and (old_phase != Phase.READY or obs.status.get("revision")
+    if ready_reason == Reason.ROLLED_BACK and old_ready_reason != Reason.ROLLED_BACK:
+        events.append(Event("Warning" if phase == Phase.DEGRADED else "Normal",
+                            Reason.ROLLED_BACK, str(ready.get("message"))))
+    if phase == Phase.READY and ready_reason == Reason.ROLLOUT_COMPLETE and (
+            old_phase != Phase.READY or obs.status.get("revision")
                                  != new.get("revision")):
         events.append(Event("Normal", Reason.ROLLOUT_COMPLETE,
                             f"revision {new.get('revision')} ({new.get('image')}) is ready: "
@@ -239,7 +247,7 @@ def _transition_events(obs: Observed, new: Mapping[str, Any]) -> list[Event]:
 def _apply_events(obs: Observed, applies: Sequence[Apply],
                   deletes: Sequence[tuple[str, str]]) -> list[Event]:
     seen_before = obs.status.get("observedGeneration") == obs.generation and obs.status.get(
-        "phase") not in (None, Phase.PENDING, Phase.PAUSED, Phase.FAILED)
+        "phase") in (Phase.READY, Phase.ROLLING_OUT, Phase.DEGRADED)
     created = [a for a in applies if a.change is Change.CREATE and not seen_before]
     recreated = [a for a in applies if a.change is Change.CREATE and seen_before]
     updated = [a for a in applies if a.change is Change.UPDATE]
@@ -264,6 +272,77 @@ def _apply_events(obs: Observed, applies: Sequence[Apply],
             image = a.obj["spec"]["template"]["spec"]["containers"][0]["image"]
             events.append(Event("Normal", Reason.ROLLOUT_STARTED, f"rolling out {image}"))
     return events
+
+
+def job_state(job: Mapping[str, Any]) -> str:
+    """Running, Succeeded or Failed, from the Job's conditions."""
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("status") == "True" and c.get("type") in ("Complete", "SuccessCriteriaMet"):
+            return "Succeeded"
+        if c.get("status") == "True" and c.get("type") in ("Failed", "FailureTarget"):
+            return "Failed"
+    return "Running"
+
+
+def parse_result(message: str | None) -> tuple[str | None, str | None]:
+    """(schemaVersion, error) from a migration container's termination message."""
+    if not message:
+        return None, None
+    try:
+        data = json.loads(message)
+    except ValueError:
+        return None, " ".join(message.split())[-500:]
+    if not isinstance(data, dict):
+        return None, message[-500:]
+    if data.get("error"):
+        return None, str(data["error"])
+    version = data.get("schemaVersion")
+    return (str(version) if version is not None else None), None
+
+
+def crash_message(pods: Sequence[Mapping[str, Any]], image: str) -> str | None:
+    """Why pods of `image` crash (CrashLoopBackOff), or None."""
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if (cs.get("image") == image or _pod_image(pod) == image) and waiting.get(
+                    "reason") == "CrashLoopBackOff" and int(cs.get("restartCount", 0)) >= 1:
+                return (f"pod {pod['metadata']['name']} crashes: "
+                        f"{waiting.get('message') or 'CrashLoopBackOff'}")
+    return None
+
+
+def _pod_image(pod: Mapping[str, Any]) -> str | None:
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    image = containers[0].get("image")
+    return str(image) if image else None
+
+
+def _entry(history: Sequence[Mapping[str, Any]], revision: Any) -> Obj | None:
+    for h in history:
+        if str(h.get("revision")) == str(revision):
+            return dict(h)
+    return None
+
+
+def _live_target(dep: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+    """(image, config-hash) the live Deployment's pods run."""
+    if dep is None:
+        return None, None
+    tmpl = dep.get("spec", {}).get("template", {})
+    image = (tmpl.get("spec", {}).get("containers") or [{}])[0].get("image")
+    return image, (tmpl.get("metadata", {}).get("annotations") or {}).get(r.ANN_CONFIG_HASH)
+
+
+@dataclass
+class _Verdict:
+    phase: Phase
+    ready: tuple[bool, str, str]
+    progressing: tuple[bool, str, str]
+    degraded: tuple[bool, str, str]
+
+
+_OK = (False, Reason.AS_EXPECTED, "nothing is wrong")
 
 
 def decide(obs: Observed) -> Plan:
@@ -291,11 +370,173 @@ def decide(obs: Observed) -> Plan:
             Condition("Degraded", False, Reason.AS_EXPECTED, "nothing is wrong"),
         ], replica_fields)
 
+    st = obs.status
+    extra: Obj = {}
+    events: list[Event] = []
     missing = missing_secret_keys(spec, obs.secrets)
     versions = {n: v.resource_version for n, v in sorted(obs.secrets.items()) if v is not None}
-    target = r.target_from_spec(spec, versions)
-    desired = r.desired_children(spec, obs.owner, target)
+    wanted = r.target_from_spec(spec, versions)
+    key = revision_key(wanted.image, wanted.config_hash, wanted.secrets_hash)
+    retry = obs.annotations.get(r.ANN_RETRY, "")
+    history = [dict(h) for h in st.get("history") or []]
+    db: Obj = dict(st.get("database") or {})
+    mig: Obj = dict(st.get("migration") or {})
+    last_rev = max([int(st.get("lastRevision") or 0), int(mig.get("revision") or 0)]
+                   + [int(h.get("revision") or 0) for h in history])
 
+    # -- hold: a failed (or rolled back) spec is not tried again until it or `retry` changes
+    hold: Obj | None = dict(st["hold"]) if st.get("hold") else None
+    if hold is not None and (hold.get("key") != key or hold.get("retry", "") != retry):
+        hold = None
+        events.append(Event("Normal", "Retrying",
+                            "the spec or the rwadurian.io/retry annotation changed: trying again"))
+    rollback_request = obs.annotations.get(r.ANN_ROLLBACK_TO)
+    if rollback_request and rollback_request != st.get("rollbackHandled"):
+        extra["rollbackHandled"] = rollback_request
+        entry = _entry(history, rollback_request)
+        if entry is None or entry.get("outcome") == "Failed":
+            events.append(Event("Warning", Reason.ROLLBACK_REFUSED,
+                                f"revision {rollback_request} is not a good revision in "
+                                "status.history"))
+        else:
+            hold = {"key": key, "retry": retry, "reason": "ManualRollback",
+                    "to": entry["revision"],
+                    "message": f"rollback to revision {entry['revision']} requested"}
+            events.append(Event("Normal", Reason.ROLLING_BACK,
+                                f"rolling back to revision {entry['revision']} "
+                                f"({entry.get('image')}) as requested by "
+                                f"{r.ANN_ROLLBACK_TO}"))
+
+    # -- the effective target: the spec's, or a recorded revision's while held
+    rollback_to = _entry(history, hold["to"]) if hold and hold.get("to") else None
+    target: r.Target | None = wanted
+    if hold is not None:
+        target = None
+        if rollback_to is not None:
+            config = rollback_to.get("config")
+            target = r.Target(
+                image=str(rollback_to["image"]),
+                config=tuple(sorted(config.items())) if isinstance(config, dict)
+                else wanted.config,
+                secrets_hash=wanted.secrets_hash)
+    target_key = revision_key(target.image, target.config_hash, target.secrets_hash) \
+        if target else None
+
+    live_image, live_config = _live_target(dep)
+    rollback_needed = target is not None and hold is not None and (
+        dep is None or live_image != target.image or live_config != target.config_hash)
+    hold_deployment = bool(missing) or target is None or (hold is not None
+                                                          and not rollback_needed)
+    hold_reason: tuple[str, str] | None = None   # why the Deployment waits this round
+
+    # -- the migration gate: up (new image) or down (rollback across a schema change)
+    migrated = Condition("Migrated", True, Reason.MIGRATIONS_DISABLED,
+                         "spec.migrations.enabled is false")
+    job_apply: Obj | None = None
+    failed_now: tuple[str, str] | None = None
+    if spec.migrations.enabled and not missing and target is not None:
+        direction: str | None = None
+        job_image, down_to = target.image, None
+        if rollback_to is None:
+            direction = "up" if db.get("image") != target.image else None
+        elif (rollback_to.get("schemaVersion") and db.get("schemaVersion")
+              and db["schemaVersion"] != rollback_to["schemaVersion"]):
+            direction, job_image = "down", str(db.get("image") or target.image)
+            down_to = str(rollback_to["schemaVersion"])
+        schema_msg = f"schema {db.get('schemaVersion') or 'unknown'} for {db.get('image')}"
+        migrated = Condition("Migrated", True, Reason.MIGRATION_SUCCEEDED, schema_msg)
+        if direction is not None:
+            reuse = mig.get("phase") == "Running" or (mig.get("phase") == "Failed"
+                                                       and hold is not None)
+            if (reuse and mig.get("image") == job_image
+                    and mig.get("direction") == direction
+                    and mig.get("key") == (target_key if direction == "up" else key)):
+                number = int(mig["revision"])
+            else:
+                number = last_rev + 1
+            job_name = r.child_names(name).job(number, down=direction == "down")
+            job = obs.jobs.get(job_name)
+            busy = sorted(n for n, j in obs.jobs.items()
+                          if n != job_name and job_state(j) == "Running")
+            record = {"job": job_name, "revision": number, "direction": direction,
+                      "image": job_image, "key": target_key if direction == "up" else key}
+            if down_to:
+                record["to"] = down_to
+            what = f"migrate down to {down_to}" if down_to else "migrate up"
+            running_msg = f"Job {job_name} runs {what} with {job_image}"
+            if busy:
+                hold_reason = (Reason.MIGRATING, f"waiting for Job {busy[0]} to finish")
+                migrated = Condition("Migrated", False, Reason.MIGRATING, hold_reason[1])
+            elif job is None:
+                job_target = r.Target(job_image, target.config, target.secrets_hash)
+                job_apply = r.desired_migration_job(spec, obs.owner, job_target, number,
+                                                    down_to=down_to)
+                extra["migration"] = {**record, "phase": "Running",
+                                      "startedAt": timestamp(obs.now)}
+                extra["lastRevision"] = max(last_rev, number)
+                hold_reason = (Reason.MIGRATING, running_msg)
+                migrated = Condition("Migrated", False, Reason.MIGRATING, hold_reason[1])
+                events.append(Event("Normal", Reason.MIGRATION_STARTED, hold_reason[1]))
+            else:
+                jstate = job_state(job)
+                version, error = parse_result(obs.job_results.get(job_name))
+                if jstate == "Running":
+                    hold_reason = (Reason.MIGRATING, running_msg)
+                    migrated = Condition("Migrated", False, Reason.MIGRATING, hold_reason[1])
+                    if mig.get("job") != job_name:   # adopted after a restart
+                        extra["migration"] = {**record, "phase": "Running"}
+                        extra["lastRevision"] = max(last_rev, number)
+                elif jstate == "Succeeded":
+                    if direction == "up":
+                        db = {"schemaVersion": version, "image": job_image}
+                    else:
+                        db = {"schemaVersion": down_to, "image": target.image}
+                    extra["database"] = db
+                    extra["lastRevision"] = max(last_rev, number)
+                    if mig.get("job") != job_name or mig.get("phase") != "Succeeded":
+                        extra["migration"] = {**record, "phase": "Succeeded",
+                                              "schemaVersion": db["schemaVersion"]}
+                        events.append(Event("Normal", Reason.MIGRATION_SUCCEEDED,
+                                            f"Job {job_name}: schema "
+                                            f"{db['schemaVersion'] or 'unknown'}"))
+                    migrated = Condition("Migrated", True, Reason.MIGRATION_SUCCEEDED,
+                                         f"schema {db['schemaVersion'] or 'unknown'} for "
+                                         f"{db['image']}")
+                else:
+                    message = f"Job {job_name} failed: {error or 'see its pod logs'}"
+                    if direction == "up":
+                        reason = (Reason.SCHEMA_NEWER if error and "is newer than" in error
+                                  else Reason.MIGRATION_FAILED)
+                        hold = {"key": key, "retry": retry, "reason": str(reason),
+                                "to": st.get("revision"), "message": message}
+                    else:
+                        reason = (Reason.ROLLBACK_REFUSED if error and "irreversible" in error
+                                  else Reason.ROLLBACK_FAILED)
+                        assert hold is not None
+                        hold = {**hold, "blocked": str(reason), "message": message}
+                    failed_now = (str(reason), message)
+                    hold_reason = failed_now
+                    migrated = Condition("Migrated", False, reason, message)
+                    extra["lastRevision"] = max(last_rev, number)
+                    if mig.get("job") != job_name or mig.get("phase") != "Failed":
+                        extra["migration"] = {**record, "phase": "Failed", "message": message}
+                        events.append(Event("Warning", reason, message))
+    if hold is not None and hold.get("blocked") and failed_now is None:
+        failed_now = (str(hold["blocked"]), str(hold.get("message")))
+        hold_reason = failed_now
+        migrated = Condition("Migrated", False, failed_now[0], failed_now[1])
+    if hold is not None and hold.get("reason") in (Reason.MIGRATION_FAILED,
+                                                   Reason.SCHEMA_NEWER):
+        migrated = Condition("Migrated", False, str(hold["reason"]), str(hold.get("message")))
+    if hold_reason is not None:
+        hold_deployment = True
+
+    # -- children: labelled with the image the pods run (or are about to run)
+    deploy_target = target or wanted
+    label_image = live_image if hold_deployment and live_image else deploy_target.image
+    desired = r.desired_children(spec, obs.owner, r.Target(
+        label_image, deploy_target.config, deploy_target.secrets_hash))
+    desired["Deployment"] = r.desired_deployment(spec, obs.owner, deploy_target)
     conflicts: list[str] = []
     for kind in r.OWNED_KINDS:
         want, live = desired[kind], obs.children.get(kind)
@@ -307,84 +548,157 @@ def decide(obs: Observed) -> Plan:
             if live is not None:
                 plan.deletes.append((kind, r.child_name(name, kind)))
             continue
-        if kind == "Deployment" and missing:
-            continue  # hold: never roll pods that cannot start
+        if kind == "Deployment" and hold_deployment:
+            continue  # never roll pods that cannot start, or before their migration
+        if kind == "ConfigMap" and hold is not None and not rollback_needed and live is not None:
+            continue  # a held spec's configuration is not applied either
         ch = change(want, live)
         if ch is not None:
             plan.applies.append(Apply(want, ch))
-    plan.events.extend(_apply_events(obs, plan.applies, plan.deletes))
+    if job_apply is not None:
+        plan.applies.append(Apply(job_apply, Change.CREATE))
+    plan.events.extend(_apply_events(obs, [a for a in plan.applies if a.kind != "Job"],
+                                     plan.deletes))
+    plan.events.extend(events)
 
+    # -- the verdict
     dep_apply = next((a for a in plan.applies if a.kind == "Deployment"), None)
-    key = revision_key(target.image, target.config_hash, target.secrets_hash)
-    current_key = obs.status.get("revisionKey")
-    revision_fields: Obj = {}
-
+    rolling_back = rollback_to is not None and hold is not None
+    verdict: _Verdict
     if missing:
         msg = "missing " + "; ".join(missing)
-        phase = Phase.PENDING if dep is None else Phase.DEGRADED
-        conds = [Condition("Ready", False, Reason.SECRET_MISSING, msg), available,
-                 Condition("Progressing", False, Reason.SECRET_MISSING, msg),
-                 Condition("Degraded", True, Reason.SECRET_MISSING, msg)]
+        verdict = _Verdict(Phase.PENDING if dep is None else Phase.DEGRADED,
+                           (False, Reason.SECRET_MISSING, msg),
+                           (False, Reason.SECRET_MISSING, msg), (True, Reason.SECRET_MISSING, msg))
     elif conflicts:
-        msg = ("not owned by this AuthorizationService, left alone: " + ", ".join(conflicts))
-        conds = [Condition("Ready", False, Reason.CHILD_CONFLICT, msg), available,
-                 Condition("Progressing", False, Reason.CHILD_CONFLICT, msg),
-                 Condition("Degraded", True, Reason.CHILD_CONFLICT, msg)]
-        phase = Phase.DEGRADED
+        msg = "not owned by this AuthorizationService, left alone: " + ", ".join(conflicts)
+        verdict = _Verdict(Phase.DEGRADED, (False, Reason.CHILD_CONFLICT, msg),
+                           (False, Reason.CHILD_CONFLICT, msg), (True, Reason.CHILD_CONFLICT, msg))
+    elif failed_now is not None or (hold is not None and hold.get("reason") in (
+            Reason.MIGRATION_FAILED, Reason.SCHEMA_NEWER)):
+        held = hold or {}
+        why, msg = failed_now or (str(held.get("reason")), str(held.get("message")))
+        verdict = _Verdict(Phase.FAILED, (False, why, msg), (False, why, msg),
+                           (True, why, msg))
+    elif hold_reason is not None:
+        msg = hold_reason[1]
+        verdict = _Verdict(Phase.ROLLING_BACK if rolling_back else Phase.MIGRATING,
+                           (False, hold_reason[0], msg), (True, hold_reason[0], msg), _OK)
+    elif target is None:
+        msg = str((hold or {}).get("message") or "nothing to deploy")
+        verdict = _Verdict(Phase.FAILED, (False, Reason.ROLLOUT_FAILED, msg),
+                           (False, Reason.ROLLOUT_FAILED, msg), (True, Reason.ROLLOUT_FAILED, msg))
     elif dep_apply is not None or dep is None:
-        msg = f"rolling out {target.image}"
-        phase = Phase.ROLLING_OUT
-        conds = [Condition("Ready", False, Reason.ROLLING_OUT, msg), available,
-                 Condition("Progressing", True, Reason.ROLLOUT_STARTED, msg),
-                 Condition("Degraded", False, Reason.AS_EXPECTED, "nothing is wrong")]
+        msg = f"rolling {'back to' if rolling_back else 'out'} {target.image}"
+        reason = Reason.ROLLING_BACK if rolling_back else Reason.ROLLOUT_STARTED
+        verdict = _Verdict(Phase.ROLLING_BACK if rolling_back else Phase.ROLLING_OUT,
+                           (False, Reason.ROLLING_BACK if rolling_back else Reason.ROLLING_OUT,
+                            msg), (True, reason, msg), _OK)
     else:
         state = rollout_state(dep, _min_replicas(spec))
-        if state.complete:
-            phase = Phase.READY
-            conds = [Condition("Ready", True, Reason.ROLLOUT_COMPLETE, state.message), available,
-                     Condition("Progressing", False, Reason.ROLLOUT_COMPLETE, state.message),
-                     Condition("Degraded", False, Reason.AS_EXPECTED, "nothing is wrong")]
-            if current_key != key:
-                revision_fields = _record_revision(obs, spec, target, key)
-        elif state.failed:
-            phase = Phase.DEGRADED
-            conds = [Condition("Ready", False, Reason.ROLLOUT_FAILED, state.message), available,
-                     Condition("Progressing", False, Reason.PROGRESS_DEADLINE_EXCEEDED,
-                               state.message),
-                     Condition("Degraded", True, Reason.PROGRESS_DEADLINE_EXCEEDED,
-                               state.message)]
-        elif current_key == key and _serving(dep):
-            # This revision rolled out before; scaling (HPA) or a replaced pod is no rollout.
-            phase = Phase.READY
-            conds = [Condition("Ready", True, Reason.ROLLOUT_COMPLETE, state.message), available,
-                     Condition("Progressing", False, Reason.ROLLOUT_COMPLETE, state.message),
-                     Condition("Degraded", False, Reason.AS_EXPECTED, "nothing is wrong")]
-        elif current_key == key:
-            # This revision rolled out before and now no pod is available.
-            phase = Phase.DEGRADED
-            conds = [Condition("Ready", False, Reason.UNAVAILABLE, state.message), available,
-                     Condition("Progressing", False, Reason.UNAVAILABLE, state.message),
-                     Condition("Degraded", True, Reason.UNAVAILABLE, state.message)]
+        crashed = None if state.complete else crash_message(obs.pods, target.image)
+        current = st.get("revisionKey") == target_key
+        if state.complete or (current and _serving(dep)):
+            if not current:
+                extra.update(_record_revision(obs, spec, target, str(target_key), history,
+                                              db, mig, last_rev, hold))
+            verdict = _done_verdict(hold, state.message)
+        elif (state.failed or crashed) and hold is None:
+            msg = crashed or state.message
+            good = _entry(history, st.get("revision")) if st.get("revision") else None
+            if spec.rollout.auto_rollback and good is not None:
+                number = (int(mig["revision"]) if mig.get("image") == target.image
+                          and mig.get("key") == target_key
+                          and _entry(history, mig.get("revision")) is None else last_rev + 1)
+                failed_entry: Obj = {
+                    "revision": number, "image": target.image, "configHash": target.config_hash,
+                    "secretsHash": target.secrets_hash, "deployedAt": timestamp(obs.now),
+                    "outcome": "Failed", "message": msg[:500]}
+                if db.get("schemaVersion"):
+                    failed_entry["schemaVersion"] = db["schemaVersion"]
+                extra["history"] = [*history, failed_entry][-spec.rollout.revision_history_limit:]
+                extra["lastRevision"] = max(last_rev, number)
+                hold = {"key": key, "retry": retry, "reason": "RolloutFailed",
+                        "to": good["revision"], "message": msg[:500]}
+                events_now = [Event("Warning", Reason.ROLLOUT_FAILED,
+                                    f"revision {number} ({target.image}) failed: {msg}"),
+                              Event("Normal", Reason.ROLLING_BACK,
+                                    f"rolling back to revision {good['revision']} "
+                                    f"({good.get('image')})")]
+                plan.events.extend(events_now)
+                plan.again = True
+                verdict = _Verdict(Phase.ROLLING_BACK, (False, Reason.ROLLING_BACK, msg),
+                                   (True, Reason.ROLLING_BACK, msg), (True, Reason.ROLLOUT_FAILED,
+                                                                      msg))
+            else:
+                verdict = _Verdict(Phase.DEGRADED, (False, Reason.ROLLOUT_FAILED, msg),
+                                   (False, Reason.PROGRESS_DEADLINE_EXCEEDED if state.failed
+                                    else Reason.ROLLOUT_FAILED, msg),
+                                   (True, Reason.ROLLOUT_FAILED, msg))
+        elif current:
+            verdict = _Verdict(Phase.DEGRADED, (False, Reason.UNAVAILABLE, state.message),
+                               (False, Reason.UNAVAILABLE, state.message),
+                               (True, Reason.UNAVAILABLE, state.message))
         else:
-            phase = Phase.ROLLING_OUT
-            conds = [Condition("Ready", False, Reason.ROLLING_OUT, state.message), available,
-                     Condition("Progressing", True, Reason.ROLLING_OUT, state.message),
-                     Condition("Degraded", False, Reason.AS_EXPECTED, "nothing is wrong")]
+            reason = Reason.ROLLING_BACK if rolling_back else Reason.ROLLING_OUT
+            verdict = _Verdict(Phase.ROLLING_BACK if rolling_back else Phase.ROLLING_OUT,
+                               (False, reason, state.message), (True, reason, state.message),
+                               _OK)
 
-    return _finish(obs, plan, phase, conds, {**replica_fields, **revision_fields})
+    extra["hold"] = hold
+    if plan.applies and any(a.kind == "Job" for a in plan.applies):
+        plan.again = False  # the Job's own events wake us
+    conds = [
+        Condition("Ready", *verdict.ready), available,
+        Condition("Progressing", *verdict.progressing),
+        Condition("Degraded", *verdict.degraded),
+        migrated,
+    ]
+    return _finish(obs, plan, verdict.phase, conds, {**replica_fields, **extra})
 
 
-def _record_revision(obs: Observed, spec: Spec, target: r.Target, key: str) -> Obj:
-    history = [dict(h) for h in obs.status.get("history") or []]
-    number = max([int(h.get("revision", 0)) for h in history] + [0]) + 1
-    schema = obs.status.get("schemaVersion")
+def _done_verdict(hold: Mapping[str, Any] | None, message: str) -> _Verdict:
+    if hold is None:
+        return _Verdict(Phase.READY, (True, Reason.ROLLOUT_COMPLETE, message),
+                        (False, Reason.ROLLOUT_COMPLETE, message), _OK)
+    if hold.get("reason") == "ManualRollback":
+        msg = f"serving revision {hold.get('to')} by request ({r.ANN_ROLLBACK_TO})"
+        return _Verdict(Phase.READY, (True, Reason.ROLLED_BACK, msg),
+                        (False, Reason.ROLLED_BACK, msg), _OK)
+    msg = (f"rolled back to revision {hold.get('to')}: {hold.get('message')}; fix the spec "
+           f"or change the {r.ANN_RETRY} annotation to try again")
+    return _Verdict(Phase.DEGRADED, (False, Reason.ROLLED_BACK, msg),
+                    (False, Reason.ROLLED_BACK, msg), (True, Reason.ROLLED_BACK, msg))
+
+
+def _record_revision(obs: Observed, spec: Spec, target: r.Target, key: str,
+                     history: list[Obj], db: Mapping[str, Any], mig: Mapping[str, Any],
+                     last_rev: int, hold: Mapping[str, Any] | None) -> Obj:
+    if (mig.get("image") == target.image and mig.get("direction") == "up"
+            and mig.get("key") == key and _entry(history, mig.get("revision")) is None):
+        number = int(mig["revision"])
+    else:
+        number = last_rev + 1
     entry: Obj = {
         "revision": number, "image": target.image, "configHash": target.config_hash,
-        "secretsHash": target.secrets_hash, "deployedAt": timestamp(obs.now),
-        "outcome": "Deployed",
+        "secretsHash": target.secrets_hash, "config": target.config_data,
+        "deployedAt": timestamp(obs.now), "outcome": "Deployed",
     }
+    if hold is not None and hold.get("reason") == "ManualRollback":
+        entry.update(outcome="RolledBack", message=f"rollback to revision {hold.get('to')}")
+    schema = db.get("schemaVersion") or obs.status.get("schemaVersion")
     if schema is not None:
         entry["schemaVersion"] = schema
-    history = [*history, entry][-spec.rollout.revision_history_limit:]
+    if hold is not None and hold.get("reason") == "RolloutFailed":
+        # An automatic rollback returns to a recorded revision: serve it, record nothing new
+        # (unless the Secrets changed meanwhile, which makes it a new revision).
+        back = _entry(history, hold.get("to"))
+        if back is not None and revision_key(str(back.get("image")), str(back.get(
+                "configHash")), str(back.get("secretsHash"))) == key:
+            return {"revision": back["revision"], "image": back["image"],
+                    "configHash": back.get("configHash"), "secretsHash": back.get("secretsHash"),
+                    "revisionKey": key, "schemaVersion": back.get("schemaVersion")}
+    new_history = [*history, entry][-spec.rollout.revision_history_limit:]
     return {"revision": number, "image": target.image, "configHash": target.config_hash,
-            "secretsHash": target.secrets_hash, "revisionKey": key, "history": history}
+            "secretsHash": target.secrets_hash, "revisionKey": key, "history": new_history,
+            "schemaVersion": entry.get("schemaVersion"), "lastRevision": max(last_rev, number)}

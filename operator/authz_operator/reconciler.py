@@ -29,6 +29,7 @@ WRITES = Counter(
     ["namespace", "name"])
 
 Obj = dict[str, Any]
+MAX_AGAIN = 5   # reconciles in a row when a plan moved the state on (e.g. failure -> rollback)
 Clock = Callable[[], datetime.datetime]
 
 
@@ -51,6 +52,14 @@ def observe(kube: Kube, body: Obj, now: datetime.datetime) -> lifecycle.Observed
     if not isinstance(spec, SpecError):
         for secret in spec.secret_names():
             secrets[secret] = kube.secret_view(namespace, secret)
+    status = body.get("status") or {}
+    jobs, results = _observe_jobs(kube, namespace, owner, status.get("migration") or {})
+    dep = children.get("Deployment")
+    pods: list[Obj] = []
+    dep_status = (dep or {}).get("status") or {}
+    if dep is not None and (dep_status.get("unavailableReplicas") or int(
+            dep_status.get("updatedReplicas", 0)) < int(dep_status.get("replicas", 0))):
+        pods = kube.list("Pod", namespace, _selector(resources.selector_labels(name)))
     return lifecycle.Observed(
         owner=owner,
         generation=int(meta.get("generation", 1)),
@@ -59,10 +68,55 @@ def observe(kube: Kube, body: Obj, now: datetime.datetime) -> lifecycle.Observed
         annotations=meta.get("annotations") or {},
         children=children,
         secrets=secrets,
-        jobs={},
-        job_results={},
+        jobs=jobs,
+        job_results=results,
         now=now,
+        pods=pods,
     )
+
+
+def _selector(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def _observe_jobs(kube: Kube, namespace: str, owner: resources.Owner,
+                  migration: dict[str, Any]) -> tuple[dict[str, Obj], dict[str, str]]:
+    """The resource's migration Jobs, and the termination message of each finished Job whose
+    outcome status does not record yet (none at all when idle)."""
+    selector = _selector({"app.kubernetes.io/instance": owner.name,
+                          "app.kubernetes.io/managed-by": resources.MANAGED_BY})
+    jobs = {j["metadata"]["name"]: j for j in kube.list("Job", namespace, selector)
+            if lifecycle.controlled_by(j, owner)}
+    results: dict[str, str] = {}
+    newest = int(migration.get("revision") or 0)
+    for name, job in jobs.items():
+        if lifecycle.job_state(job) == "Running":
+            continue
+        revision = int((job["metadata"].get("labels") or {}).get(resources.LABEL_REVISION, 0))
+        recorded = migration.get("job") == name and migration.get("phase") in (
+            "Succeeded", "Failed")
+        if recorded or revision < newest:
+            continue
+        message = termination_message(kube, namespace, name)
+        if message is not None:
+            results[name] = message
+    return jobs, results
+
+
+def termination_message(kube: Kube, namespace: str, job: str) -> str | None:
+    """The migrate container's termination message from the Job's latest finished pod."""
+    best: tuple[str, str] | None = None
+    for pod in kube.list("Pod", namespace, f"batch.kubernetes.io/job-name={job}"):
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("name") != resources.MIGRATE_CONTAINER:
+                continue
+            for state in (cs.get("state") or {}, cs.get("lastState") or {}):
+                term = state.get("terminated")
+                if term and term.get("message") is not None:
+                    finished = str(term.get("finishedAt") or "")
+                    if best is None or finished > best[0]:
+                        best = (finished, str(term["message"]))
+    return None if best is None else best[1]
 
 
 def act(kube: Kube, body: Obj, observed: lifecycle.Observed, plan: lifecycle.Plan) -> None:
@@ -78,11 +132,11 @@ def act(kube: Kube, body: Obj, observed: lifecycle.Observed, plan: lifecycle.Pla
         uid = live["metadata"]["uid"] if live else None
         kube.delete(kind, namespace, child, uid=uid)
         log.info("%s/%s: deleted %s %s", namespace, name, kind, child)
-    if plan.status_changed:
-        kube.patch_status(namespace, name, observed.status, plan.status)
     for event in plan.events:
         kube.post_event(body, event, observed.now)
         log.info("%s/%s: event %s: %s", namespace, name, event.reason, event.message)
+    if plan.status_changed:  # last: whoever waits for the status also finds the events
+        kube.patch_status(namespace, name, observed.status, plan.status)
 
 
 def reconcile(kube: Kube, namespace: str, name: str,
@@ -123,7 +177,12 @@ class Reconciler:
         with lock:
             with self._guard:
                 self._waiting.discard(key)
-            return reconcile(self.kube, namespace, name, self.clock)
+            plan = reconcile(self.kube, namespace, name, self.clock)
+            for _ in range(MAX_AGAIN):
+                if plan is None or not plan.again:
+                    break
+                plan = reconcile(self.kube, namespace, name, self.clock)
+            return plan
 
     def forget(self, namespace: str, name: str) -> None:
         with self._guard:

@@ -16,6 +16,7 @@ from .helpers import IMAGE, NAME, condition, cr, ready_at_generation, reasons, s
 
 pytestmark = pytest.mark.cluster
 
+SERVICE_PODS = f"app.kubernetes.io/instance={NAME},!rwadurian.io/migration"
 CHILDREN = [
     ("ServiceAccount", NAME), ("ConfigMap", f"{NAME}-config"), ("Service", NAME),
     ("Deployment", NAME), ("HorizontalPodAutoscaler", NAME), ("PodDisruptionBudget", NAME),
@@ -138,7 +139,7 @@ def test_secret_change_rolls_the_pods(operator: Operator, kube: Kube, namespace:
     wait_for("Ready", lambda: ready_at_generation(kube, namespace, 1), timeout=90)
     old_hash = _template_annotation(kube, namespace, "rwadurian.io/secrets-hash")
     old_pods = {p["metadata"]["name"] for p in kube.list(
-        "Pod", namespace, f"app.kubernetes.io/instance={NAME}")}
+        "Pod", namespace, SERVICE_PODS)}
     assert old_pods
 
     kube.apply(secret(namespace, data={"database-url": "postgresql://other",
@@ -147,7 +148,7 @@ def test_secret_change_rolls_the_pods(operator: Operator, kube: Kube, namespace:
         kube, namespace, "rwadurian.io/secrets-hash") not in (None, old_hash))
 
     def rolled() -> bool:
-        pods = kube.list("Pod", namespace, f"app.kubernetes.io/instance={NAME}")
+        pods = kube.list("Pod", namespace, SERVICE_PODS)
         live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
         return bool(live) and not ({p["metadata"]["name"] for p in live} & old_pods) and all(
             any(c["type"] == "Ready" and c["status"] == "True"

@@ -53,17 +53,26 @@ def children_for(body: dict[str, Any], secrets: Any = SECRETS,
     return out
 
 
+IMAGE = "registry.example/authorization-service:1.4.0"
+MIGRATED = {"database": {"schemaVersion": "0003", "image": IMAGE}}
+
+
 def observed(body: dict[str, Any] | None = None, *, children: dict[str, Any] | None = None,
              status: dict[str, Any] | None = None, secrets: Any = SECRETS,
-             generation: int = 1, now: datetime.datetime = NOW) -> lc.Observed:
+             generation: int = 1, now: datetime.datetime = NOW,
+             jobs: dict[str, Any] | None = None, results: dict[str, str] | None = None,
+             annotations: dict[str, str] | None = None,
+             pods: list[Any] | None = None) -> lc.Observed:
     body = body if body is not None else spec_body()
     try:
         spec: Any = parse_spec(body)
     except SpecError as exc:
         spec = exc
     return lc.Observed(
-        owner=OWNER, generation=generation, spec=spec, status=status or {}, annotations={},
-        children=children or {}, secrets=secrets, jobs={}, job_results={}, now=now)
+        owner=OWNER, generation=generation, spec=spec,
+        status=MIGRATED if status is None else status, annotations=annotations or {},
+        children=children or {}, secrets=secrets, jobs=jobs or {}, job_results=results or {},
+        now=now, pods=pods or [])
 
 
 def settle(obs: lc.Observed) -> lc.Observed:
@@ -257,7 +266,8 @@ def test_invalid_spec_fails_permanently() -> None:
 
 
 def test_history_is_bounded() -> None:
-    status: dict[str, Any] = {"history": [{"revision": i, "image": "x:1"} for i in range(1, 4)]}
+    status: dict[str, Any] = {**MIGRATED,
+                              "history": [{"revision": i, "image": "x:1"} for i in range(1, 4)]}
     body = spec_body(rollout={"revisionHistoryLimit": 2})
     plan = lc.decide(observed(body, children=children_for(body), status=status))
     assert [h["revision"] for h in plan.status["history"]] == [3, 4]
