@@ -149,7 +149,8 @@ def main() -> int:
            "KAFKA_BROKERS": st.kafka_brokers, "JWT_SECRET": secret, "LOG_LEVEL": "warn"}
     exe = str(REPO / ".venv" / "bin" / "authz-service")
     subprocess.run([exe, "migrate", "up"], env=env, check=True, capture_output=True)
-    server = subprocess.Popen([exe, "serve"], env=env, stdout=subprocess.DEVNULL,
+    wrapper = os.environ.get("BENCH_SERVER_WRAPPER", "").split()  # e.g. a profiler
+    server = subprocess.Popen([*wrapper, exe, "serve"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
