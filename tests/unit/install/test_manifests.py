@@ -27,7 +27,12 @@ from tests.unit.install.manifests import (
 CHILD = {"get", "list", "watch", "create", "patch", "delete"}
 KOPF_CLUSTER: set[Rule] = {
     ("kopf.dev", "clusterkopfpeerings", v) for v in ("get", "list", "watch", "patch")
-} | {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")}
+} | {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")
+     } | {("", "namespaces", v) for v in ("list", "watch")}
+# kopf's discovery: all that stays cluster-wide in namespaced mode
+DISCOVERY: set[Rule] = {
+    ("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")
+} | {("", "namespaces", v) for v in ("list", "watch")}
 KOPF_NAMESPACED: set[Rule] = {
     ("kopf.dev", "kopfpeerings", v) for v in ("get", "list", "watch", "patch")}
 
@@ -47,7 +52,7 @@ def expected_namespaced_rules() -> set[Rule]:
     out |= {(GROUP, PLURAL, v) for v in ("get", "list", "watch", "patch")}
     out |= {(GROUP, f"{PLURAL}/status", "patch"), (GROUP, f"{PLURAL}/finalizers", "update")}
     out |= {("", "secrets", v) for v in ("get", "list", "watch")}   # secret_view + kopf index
-    out |= {("", "pods", v) for v in ("get", "list")}               # migration Job results
+    out |= {("", "pods", v) for v in ("list", "watch")}   # kopf watch + Job pods' messages
     out.add(("", "events", "create"))
     return out
 
@@ -110,7 +115,7 @@ def test_children_watched_are_the_children_owned() -> None:
     names the place."""
     watched = {(g, p) for g, _v, p in handlers.CHILD_RESOURCES}
     owned = {_group_plural(k) for k in (*resources.OWNED_KINDS, "Job")}
-    assert watched == owned
+    assert watched == owned | {("", "pods")}   # pods: watched (crash detection), not owned
 
 
 def test_cluster_role_is_exactly_what_the_operator_uses(base: list[Obj]) -> None:
@@ -190,8 +195,8 @@ def test_namespaced_overlay_has_no_cluster_wide_access_but_crd_discovery(
     assert not find(namespaced, "ClusterRoleBinding", "authz-operator")
     assert not find(namespaced, "ClusterKopfPeering")
     (cluster_role,) = find(namespaced, "ClusterRole")
-    assert rules(cluster_role) == {
-        ("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")}
+    assert cluster_role["metadata"]["name"] == "authz-operator-discovery"
+    assert rules(cluster_role) == DISCOVERY
 
 
 def test_namespaced_role_is_the_cluster_role_minus_cluster_things(
@@ -199,6 +204,7 @@ def test_namespaced_role_is_the_cluster_role_minus_cluster_things(
     cluster = rules(one(base, "ClusterRole", "authz-operator"))
     role = rules(one(namespaced, "Role", "authz-operator"))
     assert role == (cluster - KOPF_CLUSTER) | KOPF_NAMESPACED
+    assert DISCOVERY <= KOPF_CLUSTER
     assert role == expected_namespaced_rules() | KOPF_NAMESPACED
 
 
