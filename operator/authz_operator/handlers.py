@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,6 +39,7 @@ CHILD_RESOURCES = (
     ("", "v1", "pods"),   # a crashing pod of a rollout is noticed without waiting for deadlines
 )
 ANNOTATION_PREFIX = "authz.rwadurian.io"
+RETRIES = 3
 
 
 @kopf.on.startup()
@@ -96,10 +98,17 @@ def _owner_name(body: Mapping[str, Any]) -> str | None:
 
 
 def _reconcile_quietly(memo: kopf.Memo, namespace: str, name: str, why: str) -> None:
-    try:
-        _reconciler(memo).run(namespace, name, coalesce=True)
-    except KubeError as exc:
-        log.warning("%s/%s: reconcile after %s failed: %s", namespace, name, why, exc)
+    """Reconcile after someone else's event; kopf does not retry event handlers, so a
+    transient API failure is retried here a few times before waiting for the next event."""
+    for attempt in range(RETRIES):
+        try:
+            _reconciler(memo).run(namespace, name, coalesce=True)
+            return
+        except KubeError as exc:
+            log.warning("%s/%s: reconcile after %s failed: %s", namespace, name, why, exc)
+            if not exc.transient or attempt == RETRIES - 1:
+                return
+            time.sleep(2**attempt)  # a worker thread of kopf's executor, not the event loop
 
 
 def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:

@@ -1,0 +1,81 @@
+"""observe -> decide -> act against an in-memory API (order of writes, no writes when idle)."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+from typing import Any
+
+from authz_operator import reconciler
+from authz_operator.kube import Kube
+from authz_operator.lifecycle import SecretView
+from authz_operator.status import Event
+
+from .samples import spec_body
+
+NOW = datetime.datetime(2026, 1, 2, tzinfo=datetime.UTC)
+
+
+class FakeKube:
+    def __init__(self, objects: dict[tuple[str, str], Any]) -> None:
+        self.objects = objects
+        self.writes: list[str] = []
+
+    def get(self, kind: str, namespace: str, name: str) -> Any:
+        return copy.deepcopy(self.objects.get((kind, name)))
+
+    def list(self, kind: str, namespace: str, label_selector: str) -> list[Any]:
+        return [copy.deepcopy(o) for (k, _), o in self.objects.items() if k == kind]
+
+    def secret_view(self, namespace: str, name: str) -> SecretView | None:
+        return SecretView("1", frozenset({"database-url", "jwt-secret"}))
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.writes.append(f"apply {obj['kind']}")
+        live = copy.deepcopy(obj)
+        live["metadata"]["uid"] = "u-" + obj["kind"]
+        self.objects[(obj["kind"], obj["metadata"]["name"])] = live
+        return live
+
+    def overwrite(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.writes.append(f"overwrite {obj['kind']}")
+        return obj
+
+    def delete(self, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
+        self.writes.append(f"delete {kind}")
+        self.objects.pop((kind, name), None)
+
+    def patch_status(self, namespace: str, name: str, old: Any, new: Any) -> Any:
+        self.writes.append("status")
+        self.objects[("AuthorizationService", name)]["status"] = copy.deepcopy(new)
+        return None
+
+    def post_event(self, owner: Any, event: Event, now: Any) -> None:
+        self.writes.append(f"event {event.reason}")
+
+
+def test_writes_children_then_events_then_status_and_nothing_when_idle() -> None:
+    body = {"apiVersion": "rwadurian.io/v1alpha1", "kind": "AuthorizationService",
+            "metadata": {"name": "a", "namespace": "ns", "uid": "u", "generation": 1},
+            "spec": spec_body(migrations={"enabled": False})}
+    fake = FakeKube({("AuthorizationService", "a"): body})
+    kube: Kube = fake  # type: ignore[assignment]
+    plan = reconciler.reconcile(kube, "ns", "a", clock=lambda: NOW)
+    assert plan is not None
+    assert fake.writes[-1] == "status"
+    assert fake.writes.index("event Created") > fake.writes.index("apply Ingress")
+    # The next one sees the Deployment (no controller yet): only the status moves on ...
+    fake.writes.clear()
+    reconciler.reconcile(kube, "ns", "a", clock=lambda: NOW)
+    assert fake.writes == ["status"]
+    # ... and then nothing changes, so nothing is written.
+    fake.writes.clear()
+    reconciler.reconcile(kube, "ns", "a", clock=lambda: NOW)
+    assert fake.writes == []
+
+
+def test_a_deleted_resource_is_left_to_the_garbage_collector() -> None:
+    fake = FakeKube({})
+    kube: Kube = fake  # type: ignore[assignment]
+    assert reconciler.reconcile(kube, "ns", "gone") is None
+    assert fake.writes == []
