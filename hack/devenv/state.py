@@ -15,6 +15,7 @@ from devenv import paths
 class State:
     pids: dict[str, int] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
+    stamps: dict[str, str] = field(default_factory=dict)  # code each process started from
     kubeconfig: str = ""
     kubectl_dir: str = ""
     database_url: str = ""

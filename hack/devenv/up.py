@@ -6,11 +6,13 @@ missing instead of failing the rest."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import secrets
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -35,8 +37,31 @@ def _python_env() -> dict[str, str]:
     return env
 
 
+def code_stamp(*folders: Path) -> str:
+    """A hash of the Python sources a long-running process was started from."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        for f in sorted(folder.rglob("*.py")):
+            digest.update(str(f).encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _fresh(st: State, name: str, stamp: str) -> bool:
+    """True when `name` runs the current code; stops it when it runs older code, so that
+    `hack/up` after an edit runs what is in the checkout."""
+    pid = st.pids.get(name)
+    if procs.alive(pid) and st.stamps.get(name) == stamp:
+        return True
+    if procs.alive(pid):
+        _say(f"restarting {name}: its code changed")
+        procs.stop(pid)
+    st.stamps[name] = stamp
+    return False
+
+
 def start_podrunner(st: State) -> None:
-    if procs.alive(st.pids.get("podrunner")):
+    if _fresh(st, "podrunner", code_stamp(paths.REPO / "hack" / "devenv")):
         return
     st.pids["podrunner"] = procs.spawn("podrunner", [sys.executable, "-m", "devenv.podrunner"],
                                        paths.RUN, env=_python_env())
@@ -48,7 +73,7 @@ def start_stubs(st: State) -> bool:
     if importlib.util.find_spec("devenv.stubs") is None:
         _say("MISSING: hack/devenv/stubs.py (referral/statistics stand-ins) - skipped")
         return False
-    if not procs.alive(st.pids.get("stubs")):
+    if not _fresh(st, "stubs", code_stamp(paths.REPO / "hack" / "devenv")):
         port = procs.sticky_port(st.ports, "stubs")
         pid = procs.spawn("stubs", [sys.executable, "-m", "devenv.stubs", "--port", str(port)],
                           paths.RUN, env=_python_env())
@@ -74,7 +99,7 @@ def start_operator(st: State) -> bool:
     if importlib.util.find_spec("authz_operator.handlers") is None:
         _say("MISSING: authz_operator.handlers - the operator is not written yet; skipped")
         return False
-    if not procs.alive(st.pids.get("operator")):
+    if not _fresh(st, "operator", code_stamp(paths.REPO / "operator")):
         exe = paths.VENV_BIN / "authz-operator"
         st.pids["operator"] = procs.spawn(
             # Only the sample's namespace: tests run operators of their own in theirs.
@@ -145,8 +170,11 @@ def apply_sample(st: State) -> str | None:
 
 
 def wait_ready(st: State, name: str, timeout: int = 240) -> None:
-    cluster.kubectl(st, "wait", "-n", SAMPLE_NAMESPACE, "--for=condition=Ready",
-                    f"--timeout={timeout}s", f"authorizationservice/{name}")
+    # The phase too: after an operator restart the old Ready condition stands while the
+    # operator re-checks the migration.
+    for condition in ("jsonpath={.status.phase}=Ready", "condition=Ready"):
+        cluster.kubectl(st, "wait", "-n", SAMPLE_NAMESPACE, f"--for={condition}",
+                        f"--timeout={timeout}s", f"authorizationservice/{name}")
 
 
 def find_authz_url(st: State, name: str) -> str:

@@ -5,6 +5,7 @@ operator to the sample's Secret) answering HTTP with the sample's JWT secret."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import time
@@ -22,7 +23,8 @@ EXPECTED = ("KUBECONFIG", "PATH", "DATABASE_URL", "REDIS_URL", "KAFKA_BROKERS", 
 
 def _env_sh() -> dict[str, str]:
     out = subprocess.run(["bash", "-c", f"set -a; source {paths.ENV_SH}; env -0"],
-                         capture_output=True, check=True, env={"PATH": "/usr/bin:/bin"})
+                         capture_output=True, check=True,
+                         env={"PATH": "/usr/bin:/bin", "HOME": os.environ["HOME"]})
     pairs = (item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
     return dict(pairs)
 
