@@ -646,6 +646,9 @@ def decide(obs: Observed) -> Plan:
                                _OK)
 
     extra["hold"] = hold
+    if ("schemaVersion" not in extra and not st.get("schemaVersion") and db.get("schemaVersion")
+            and db.get("image") == st.get("image")):
+        extra["schemaVersion"] = db["schemaVersion"]  # a revision recorded before its schema
     if plan.applies and any(a.kind == "Job" for a in plan.applies):
         plan.again = False  # the Job's own events wake us
     conds = [
