@@ -1,0 +1,1 @@
+../../1.5.0/migrations/0004_revoked_by.down.sql

@@ -1,0 +1,2 @@
+-- irreversible: archived authorizations would be lost
+DROP TABLE authorization_archive;
