@@ -261,3 +261,48 @@ def test_automatic_rollback_of_a_schema_change_takes_the_schema_down(
     assert [j["spec"]["template"]["spec"]["containers"][0]["image"] for j in down] == [unready]
     outcomes = [(h["image"], h["outcome"]) for h in st["history"]]
     assert outcomes == [(V1, "Deployed"), (unready, "Failed")]
+
+
+V3 = "registry.example/authorization-service:1.6.0"
+
+
+def test_manual_rollback_across_an_irreversible_migration_is_refused(
+        operator: Operator, kube: Kube, devenv: DevEnv, namespace: str, database: str) -> None:
+    deploy(kube, devenv, namespace, database)
+    change_image(kube, devenv, namespace, V3)
+    wait_for("Ready on 1.6.0", lambda: _ready(kube, namespace, V3), timeout=120)
+    assert schema(database)[-2:] == ["0004", "0005"]
+    body = service_cr(devenv, namespace, V3)
+    body["metadata"]["annotations"] = {"rwadurian.io/rollback-to": "1"}
+    kube.apply(body)
+
+    def refused() -> dict[str, Any] | None:
+        migrated = condition(status(kube, namespace), "Migrated")
+        return migrated if migrated.get("reason") == "RollbackRefused" else None
+
+    migrated = wait_for("rollback refused", refused, timeout=120)
+    assert "0005" in migrated["message"]
+    assert "irreversible" in migrated["message"]
+    # Nothing was undone: the schema and the serving image stay where they were.
+    assert schema(database)[-1] == "0005"
+    assert status(kube, namespace)["image"] == V3
+    assert "RollbackRefused" in reasons(kube, namespace)
+
+
+def test_an_image_older_than_the_schema_is_refused(
+        operator: Operator, kube: Kube, devenv: DevEnv, namespace: str, database: str) -> None:
+    deploy(kube, devenv, namespace, database, image=V2)
+    assert schema(database)[-1] == "0004"
+    change_image(kube, devenv, namespace, V1)  # 1.4.0 knows migrations up to 0003 only
+
+    def refused() -> dict[str, Any] | None:
+        migrated = condition(status(kube, namespace), "Migrated")
+        return migrated if migrated.get("reason") == "SchemaNewerThanImage" else None
+
+    migrated = wait_for("old image refused", refused, timeout=120)
+    assert "0004" in migrated["message"]
+    assert "0003" in migrated["message"]
+    assert schema(database)[-1] == "0004"
+    dep = kube.get("Deployment", namespace, NAME)
+    assert dep is not None
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == V2
