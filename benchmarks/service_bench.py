@@ -4,7 +4,7 @@ Runs `authz-service serve` as its own process on a fresh database (after `migrat
 seeds authorizations through the API, then drives it with a bounded number of requests
 from an aiohttp client in this process (loopback only) and prints throughput, latency
 percentiles, the server's memory, and the machine it ran on. Needs `./hack/up` (or the
-servers of `./hack/test`) running. Usage: `.venv/bin/python benchmarks/service_bench.py`.
+servers of `./hack/test`) running. Usage: `.venv/bin/python -m benchmarks.service_bench`.
 
 The load generator shares the machine's two cores with the server, so the numbers are a
 floor, not a ceiling; they are for comparing changes on the same machine.
