@@ -125,32 +125,26 @@ def main() -> int:
         def serving(tag: str) -> Callable[[dict[str, Any]], bool]:
             return lambda s: s.get("phase") == "Ready" and s.get("image") == IMAGE.format(tag=tag)
 
-        started = time.monotonic()
-        cluster.run("apply", "-f", "-", stdin=yaml.safe_dump_all(
-            [resource(namespace, n, "1.4.0", st) for n in names]))
-        created = wait_all(cluster, namespace, names, started, serving("1.4.0"))
-        results.append(f"| create -> Ready (migration Job 0001-0003, then 1 real pod) | "
-                       f"{summary(created)} |")
+        def rolled_back_to(tag: str) -> Callable[[dict[str, Any]], bool]:
+            def done(s: dict[str, Any]) -> bool:
+                degraded = [c for c in s.get("conditions") or [] if c["type"] == "Degraded"]
+                return bool(degraded) and degraded[0].get("reason") == "RolledBack" and \
+                    s.get("image") == IMAGE.format(tag=tag)
+            return done
 
-        started = time.monotonic()
-        cluster.run("apply", "-f", "-", stdin=yaml.safe_dump_all(
-            [resource(namespace, n, "1.5.0-unready", st) for n in names]))
-
-        def rolled_back(s: dict[str, Any]) -> bool:
-            degraded = [c for c in s.get("conditions") or [] if c["type"] == "Degraded"]
-            return bool(degraded) and degraded[0].get("reason") == "RolledBack" and \
-                s.get("image") == IMAGE.format(tag="1.4.0")
-
-        rolled = wait_all(cluster, namespace, names, started, rolled_back)
-        results.append(f"| never-ready image (progressDeadlineSeconds 15) -> rolled back, "
-                       f"schema 0004 -> 0003 by a down Job | {summary(rolled)} |")
-        started = time.monotonic()
-        cluster.run("apply", "-f", "-", stdin=yaml.safe_dump_all(
-            [resource(namespace, n, "1.5.0", st) for n in names]))
-        upgraded = wait_all(cluster, namespace, names, started, serving("1.5.0"))
-        results.append(f"| image change with a new migration (0004) -> Ready | "
-                       f"{summary(upgraded)} |")
-
+        journeys = [
+            ("create -> Ready (migration Job 0001-0003, then 1 real pod)", "1.4.0",
+             serving("1.4.0")),
+            ("never-ready image (progressDeadlineSeconds 15) -> rolled back, schema 0004 -> "
+             "0003 by a down Job", "1.5.0-unready", rolled_back_to("1.4.0")),
+            ("image change with a new migration (0004) -> Ready", "1.5.0", serving("1.5.0")),
+        ]
+        for label, tag, done in journeys:
+            started = time.monotonic()
+            cluster.run("apply", "-f", "-", stdin=yaml.safe_dump_all(
+                [resource(namespace, n, tag, st) for n in names]))
+            times = wait_all(cluster, namespace, names, started, done)
+            results.append(f"| {label} | {summary(times)} |")
         rss, peak = rss_mib(operator.pid)
     finally:
         operator.terminate()
