@@ -154,39 +154,12 @@ def start(state: State) -> None:
     state.kubectl_dir = str(bins)
     state.save()
 
-    if not procs.alive(state.pids.get("kube-controller-manager")):
-        port = procs.free_port()
-        pid = procs.spawn("kube-controller-manager", [
-            str(bins / "kube-controller-manager"), f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--leader-elect=false", "--controllers=*",
-            f"--service-account-private-key-file={pki / 'sa.key'}",
-            f"--root-ca-file={pki / 'ca.crt'}", "--bind-address=127.0.0.1",
-            f"--secure-port={port}",
-            "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
-            # Tests wait for these; the defaults are tuned for big clusters.
-            "--concurrent-gc-syncs=5", "--horizontal-pod-autoscaler-sync-period=5s",
-            "--v=1"], log)
-        state.pids["kube-controller-manager"] = pid
-        state.ports["kube-controller-manager"] = port
-        state.save()
-        procs.wait_until("kube-controller-manager", lambda: _insecure_healthy(port), 60, pid,
-                         log / "kube-controller-manager.log")
-
-    if not procs.alive(state.pids.get("kube-scheduler")):
-        port = procs.free_port()
-        pid = procs.spawn("kube-scheduler", [
-            str(bins / "kube-scheduler"), f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={port}",
-            "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
-            "--v=1"], log)
-        state.pids["kube-scheduler"], state.ports["kube-scheduler"] = pid, port
-        state.save()
-        procs.wait_until("kube-scheduler", lambda: _insecure_healthy(port), 60, pid,
-                         log / "kube-scheduler.log")
+    _start_controller(state, bins, "kube-controller-manager", [
+        "--controllers=*", f"--service-account-private-key-file={pki / 'sa.key'}",
+        f"--root-ca-file={pki / 'ca.crt'}",
+        # Tests wait for these; the defaults are tuned for big clusters.
+        "--concurrent-gc-syncs=5", "--horizontal-pod-autoscaler-sync-period=5s"])
+    _start_controller(state, bins, "kube-scheduler", [])
 
     if not procs.alive(state.pids.get("kwok")):
         stage_args = [f"--config={f}" for f in _kwok_stages(run)]
@@ -200,6 +173,24 @@ def start(state: State) -> None:
         state.pids["kwok"], state.ports["kwok"] = pid, port
         state.save()
     _ensure_nodes(state)
+
+
+def _start_controller(state: State, bins: Path, name: str, extra: list[str]) -> None:
+    """kube-controller-manager or kube-scheduler: talks to the API server with the admin
+    kubeconfig, serves its health endpoint on a free loopback port."""
+    if procs.alive(state.pids.get(name)):
+        return
+    kubeconfig = state.kubeconfig
+    port = procs.free_port()
+    pid = procs.spawn(name, [
+        str(bins / name), f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+        "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={port}",
+        "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics", "--v=1",
+        *extra], paths.RUN)
+    state.pids[name], state.ports[name] = pid, port
+    state.save()
+    procs.wait_until(name, lambda: _insecure_healthy(port), 60, pid, paths.RUN / f"{name}.log")
 
 
 def _ensure_nodes(state: State) -> None:

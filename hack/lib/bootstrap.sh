@@ -30,7 +30,8 @@ stamp=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ "$(cat .venv/.installed 2>/dev/null)" != "$stamp" ]; then
   say "installing the project and its dev group into .venv (pip)"
   .venv/bin/python -m pip install -q -U 'pip>=25.1'
-  .venv/bin/python -m pip install -q -e . --group dev
+  # (setuptools warns about editable installs; nothing to act on)
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e . --group dev
   echo "$stamp" > .venv/.installed
 fi
 export PYTHONPATH="$REPO/hack${PYTHONPATH:+:$PYTHONPATH}"
