@@ -16,9 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
-import prometheus_client
 
-from authz_operator import resources
+from authz_operator import metrics, resources
 from authz_operator.kube import Kube, KubeError
 from authz_operator.reconciler import Reconciler
 from authz_operator.spec import GROUP, KIND, PLURAL, VERSION
@@ -40,6 +39,9 @@ CHILD_RESOURCES = (
 )
 ANNOTATION_PREFIX = "authz.rwadurian.io"
 RETRIES = 3
+# Handler ids: kopf's, and the `handler` label of authz_operator_reconciles_total and
+# authz_operator_handler_errors_total.
+RECONCILE, SECRET_CHANGED, GONE = "reconcile", "secret_changed", "resource_gone"
 
 
 @kopf.on.startup()
@@ -55,9 +57,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.execution.max_workers = int(os.environ.get("AUTHZ_WORKERS", "8"))
     settings.watching.server_timeout = 270
     metrics_port = os.environ.get("AUTHZ_METRICS_PORT")
-    if metrics_port and not memo.get("metrics_started"):
-        prometheus_client.start_http_server(int(metrics_port))
-        memo["metrics_started"] = True
+    if metrics_port and not isinstance(memo.get("metrics"), metrics.Server):
+        memo["metrics"] = metrics.Server(int(metrics_port))
     kube = Kube.connect(os.environ.get("AUTHZ_KUBECONFIG") or None)
     memo["reconciler"] = Reconciler(kube)
 
@@ -67,6 +68,9 @@ def close(memo: kopf.Memo, **_: Any) -> None:
     reconciler = memo.get("reconciler")
     if isinstance(reconciler, Reconciler):
         reconciler.kube.close()
+    server = memo.get("metrics")
+    if isinstance(server, metrics.Server):
+        server.stop()
 
 
 def _reconciler(memo: kopf.Memo) -> Reconciler:
@@ -75,14 +79,15 @@ def _reconciler(memo: kopf.Memo) -> Reconciler:
     return reconciler
 
 
-@kopf.on.resume(*CR)
-@kopf.on.create(*CR)
-@kopf.on.update(*CR)
+@kopf.on.resume(*CR, id=RECONCILE)
+@kopf.on.create(*CR, id=RECONCILE)
+@kopf.on.update(*CR, id=RECONCILE)
 def reconcile(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     """The resource itself changed (or the operator started): reconcile it."""
     assert namespace is not None, "AuthorizationService is namespaced"
     try:
-        plan = _reconciler(memo).run(namespace, name)
+        with metrics.counting_errors(RECONCILE):
+            plan = _reconciler(memo).run(namespace, name, handler=RECONCILE)
     except KubeError as exc:
         delay = 5 if exc.transient else 30
         raise kopf.TemporaryError(str(exc), delay=delay) from exc
@@ -97,12 +102,14 @@ def _owner_name(body: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _reconcile_quietly(memo: kopf.Memo, namespace: str, name: str, why: str) -> None:
+def _reconcile_quietly(memo: kopf.Memo, namespace: str, name: str, why: str,
+                       handler: str) -> None:
     """Reconcile after someone else's event; kopf does not retry event handlers, so a
     transient API failure is retried here a few times before waiting for the next event."""
     for attempt in range(RETRIES):
         try:
-            _reconciler(memo).run(namespace, name, coalesce=True)
+            with metrics.counting_errors(handler):
+                _reconciler(memo).run(namespace, name, coalesce=True, handler=handler)
             return
         except KubeError as exc:
             log.warning("%s/%s: reconcile after %s failed: %s", namespace, name, why, exc)
@@ -111,17 +118,33 @@ def _reconcile_quietly(memo: kopf.Memo, namespace: str, name: str, why: str) -> 
             time.sleep(2**attempt)  # a worker thread of kopf's executor, not the event loop
 
 
-def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo,
+              resource: kopf.Resource, **_: Any) -> None:
     """A child was changed or deleted (by us, a controller or a person): reconcile the owner."""
     owner = _owner_name(body)
     if owner is None and body.get("kind") == "Pod":
         owner = (body.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/instance")
     if owner and namespace:
-        _reconcile_quietly(memo, namespace, owner, f"{body.get('kind')} event")
+        _reconcile_quietly(memo, namespace, owner, f"{body.get('kind')} event",
+                           child_handler(resource.plural))
+
+
+def child_handler(plural: str) -> str:
+    return f"child-{plural}"
 
 
 for _group, _version, _plural in CHILD_RESOURCES:
-    kopf.on.event(_group, _version, _plural, labels=OWNED, id=f"child-{_plural}")(_on_child)
+    kopf.on.event(_group, _version, _plural, labels=OWNED, id=child_handler(_plural))(_on_child)
+
+
+@kopf.on.event(*CR, id=GONE)
+def resource_gone(type: str | None, namespace: str | None, name: str, memo: kopf.Memo,
+                  **_: Any) -> None:
+    """Without a finalizer there is no delete handler: a DELETED watch event drops the
+    resource's metric series and its reconcile lock."""
+    if type == "DELETED" and namespace is not None:
+        metrics.forget(namespace, name)
+        _reconciler(memo).forget(namespace, name)
 
 
 @kopf.index(*CR)
@@ -139,11 +162,11 @@ def _is_referenced(namespace: str | None, name: str, **kwargs: Any) -> bool:
     return (namespace or "", name) in index
 
 
-@kopf.on.event("", "v1", "secrets", when=_is_referenced)
+@kopf.on.event("", "v1", "secrets", when=_is_referenced, id=SECRET_CHANGED)
 def secret_changed(namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
     """A referenced Secret appeared, changed or vanished: reconcile its readers."""
     index: kopf.Index[tuple[str, str], str] = kwargs["secret_refs"]  # the index above
     if namespace is None:
         return
     for owner in sorted(set(index.get((namespace, name), []))):
-        _reconcile_quietly(memo, namespace, owner, f"Secret {name} event")
+        _reconcile_quietly(memo, namespace, owner, f"Secret {name} event", SECRET_CHANGED)

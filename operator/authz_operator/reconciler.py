@@ -9,24 +9,16 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import Counter
-
-from authz_operator import lifecycle, resources
+from authz_operator import lifecycle, metrics, resources
 from authz_operator.diff import Change
 from authz_operator.kube import Kube
 from authz_operator.spec import SpecError, parse_spec
 
 log = logging.getLogger("authz_operator.reconciler")
-
-RECONCILES = Counter(
-    "authz_operator_reconciles_total", "Finished reconciles of AuthorizationServices.",
-    ["namespace", "name", "result"])
-WRITES = Counter(
-    "authz_operator_writes_total", "Writes a reconcile sent (applies, deletes, status, events).",
-    ["namespace", "name"])
 
 Obj = dict[str, Any]
 MAX_AGAIN = 5   # reconciles in a row when a plan moved the state on (e.g. failure -> rollback)
@@ -140,20 +132,24 @@ def act(kube: Kube, body: Obj, observed: lifecycle.Observed, plan: lifecycle.Pla
 
 
 def reconcile(kube: Kube, namespace: str, name: str,
-              clock: Clock = utcnow) -> lifecycle.Plan | None:
-    """Bring one AuthorizationService's children and status in line; None if it is gone."""
+              clock: Clock = utcnow, handler: str = "reconcile") -> lifecycle.Plan | None:
+    """Bring one AuthorizationService's children and status in line; None if it is gone.
+    `handler` (the kopf handler that woke it) labels the metrics."""
+    started = time.perf_counter()
     body = kube.get("AuthorizationService", namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
+        metrics.forget(namespace, name)
         return None  # owner references let the garbage collector remove the children
     try:
         observed = observe(kube, body, clock())
         plan = lifecycle.decide(observed)
         act(kube, body, observed, plan)
     except Exception:
-        RECONCILES.labels(namespace, name, "error").inc()
+        metrics.reconcile_failed(namespace, name, handler, time.perf_counter() - started)
         raise
-    WRITES.labels(namespace, name).inc(plan.writes)
-    RECONCILES.labels(namespace, name, "ok").inc()
+    metrics.reconciled(namespace, name, handler, time.perf_counter() - started, plan.writes,
+                       observed.status, plan.status, observed.jobs,
+                       [e.reason for e in plan.events])
     return plan
 
 
@@ -167,7 +163,8 @@ class Reconciler:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._waiting: set[tuple[str, str]] = set()
 
-    def run(self, namespace: str, name: str, coalesce: bool = False) -> lifecycle.Plan | None:
+    def run(self, namespace: str, name: str, coalesce: bool = False,
+            handler: str = "reconcile") -> lifecycle.Plan | None:
         key = (namespace, name)
         with self._guard:
             if coalesce and key in self._waiting:
@@ -177,11 +174,11 @@ class Reconciler:
         with lock:
             with self._guard:
                 self._waiting.discard(key)
-            plan = reconcile(self.kube, namespace, name, self.clock)
+            plan = reconcile(self.kube, namespace, name, self.clock, handler)
             for _ in range(MAX_AGAIN):
                 if plan is None or not plan.again:
                     break
-                plan = reconcile(self.kube, namespace, name, self.clock)
+                plan = reconcile(self.kube, namespace, name, self.clock, handler)
             return plan
 
     def forget(self, namespace: str, name: str) -> None:

@@ -6,6 +6,7 @@ short deadlines."""
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from devenv import state as devstate
 
@@ -23,6 +25,7 @@ if devstate.load().kubeconfig:
     os.environ["KUBECONFIG"] = devstate.load().kubeconfig
 
 import aiohttp
+import psycopg
 import pytest
 import urllib3
 from kopf.testing import KopfRunner
@@ -149,3 +152,14 @@ def operator(crd: None, kube: Kube, namespace: str, recorder: Recorder) -> Itera
     op.start()
     yield op
     op.stop()
+
+
+@pytest.fixture
+def database(devenv: DevEnv) -> Iterator[str]:
+    """A new, empty database for this test; dropped afterwards."""
+    name = f"op_{secrets.token_hex(4)}"
+    with psycopg.connect(devenv.database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield urlsplit(devenv.database_url)._replace(path=f"/{name}").geturl()
+    with psycopg.connect(devenv.database_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

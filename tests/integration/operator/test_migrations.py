@@ -4,11 +4,8 @@ database of the test's own (tag suffixes inject failures, docs/development.md)."
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -26,17 +23,6 @@ V1 = "registry.example/authorization-service:1.4.0"
 V2 = "registry.example/authorization-service:1.5.0"
 JOB_PODS = f"app.kubernetes.io/instance={NAME},rwadurian.io/migration"
 SERVICE_PODS = f"app.kubernetes.io/instance={NAME},!rwadurian.io/migration"
-
-
-@pytest.fixture
-def database(devenv: DevEnv) -> Iterator[str]:
-    """A new, empty database for this test; dropped afterwards."""
-    name = f"op_{secrets.token_hex(4)}"
-    with psycopg.connect(devenv.database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield urlsplit(devenv.database_url)._replace(path=f"/{name}").geturl()
-    with psycopg.connect(devenv.database_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def schema(url: str) -> list[str]:

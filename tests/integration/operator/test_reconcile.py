@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from authz_operator import reconciler
+from authz_operator import metrics
 from authz_operator.kube import Kube
 
 from .conftest import Operator, Recorder, measured, wait_for
@@ -242,7 +242,8 @@ def test_zero_writes_when_nothing_changed(
     wait_for("Ready", lambda: ready_at_generation(kube, namespace, 1), timeout=90)
 
     def finished() -> float:
-        return reconciler.RECONCILES.labels(namespace, NAME, "ok")._value.get()  # type: ignore[no-any-return]
+        return metrics.value("authz_operator_reconciles_total",
+                             {"namespace": namespace, "name": NAME, "result": "ok"})
 
     # Let the burst of child events after Ready drain: a settled operator sends nothing.
     def settled() -> bool:

@@ -18,7 +18,8 @@ from tests.unit.install.manifests import MANIFESTS, MONITORING, ROOT, Obj, find,
 
 # The operator's metrics (served on its metrics port; see docs/operations.md "Metrics").
 OPERATOR_METRICS = {
-    "authz_operator_reconciles_total": {"namespace", "name", "result"},
+    "authz_operator_reconciles_total": {"namespace", "name", "handler", "result"},
+    "authz_operator_writes_total": {"namespace", "name"},
     "authz_operator_reconcile_duration_seconds": {"namespace", "name"},
     "authz_operator_handler_errors_total": {"handler"},
     "authz_operator_migrations_total": {"namespace", "name", "direction", "outcome"},

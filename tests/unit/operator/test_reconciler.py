@@ -6,7 +6,7 @@ import copy
 import datetime
 from typing import Any
 
-from authz_operator import reconciler
+from authz_operator import metrics, reconciler
 from authz_operator.kube import Kube
 from authz_operator.lifecycle import SecretView
 from authz_operator.status import Event
@@ -79,3 +79,24 @@ def test_a_deleted_resource_is_left_to_the_garbage_collector() -> None:
     kube: Kube = fake  # type: ignore[assignment]
     assert reconciler.reconcile(kube, "ns", "gone") is None
     assert fake.writes == []
+
+
+def test_a_reconcile_reports_its_metrics_and_a_gone_resource_drops_them() -> None:
+    body = {"apiVersion": "rwadurian.io/v1alpha1", "kind": "AuthorizationService",
+            "metadata": {"name": "m", "namespace": "metrics-ns", "uid": "u", "generation": 1},
+            "spec": spec_body(migrations={"enabled": False})}
+    fake = FakeKube({("AuthorizationService", "m"): body})
+    kube: Kube = fake  # type: ignore[assignment]
+    resource = {"namespace": "metrics-ns", "name": "m"}
+    reconciler.reconcile(kube, "metrics-ns", "m", clock=lambda: NOW, handler="child-pods")
+    assert metrics.value("authz_operator_reconciles_total",
+                         {**resource, "handler": "child-pods", "result": "ok"}) == 1
+    assert metrics.value("authz_operator_writes_total", resource) == len(fake.writes)
+    assert metrics.value("authz_operator_condition",
+                         {**resource, "type": "Ready", "status": "False"}) == 1
+    assert metrics.value("authz_operator_condition",
+                         {**resource, "type": "Migrated", "status": "True"}) == 1
+
+    del fake.objects[("AuthorizationService", "m")]
+    assert reconciler.reconcile(kube, "metrics-ns", "m", clock=lambda: NOW) is None
+    assert 'namespace="metrics-ns"' not in metrics.generate().decode()
