@@ -300,6 +300,19 @@ def parse_result(message: str | None) -> tuple[str | None, str | None]:
     return (str(version) if version is not None else None), None
 
 
+def _recorded_error(mig: Mapping[str, Any], job_name: str) -> str | None:
+    """The error of a failed Job as status.migration recorded it. The pod's termination
+    message is read only until the outcome is recorded (no pod list on every reconcile), so
+    later reconciles must give the same reason and message from the record."""
+    if mig.get("job") != job_name or mig.get("phase") != "Failed":
+        return None
+    prefix = f"Job {job_name} failed: "
+    message = str(mig.get("message") or "")
+    if not message.startswith(prefix) or message == prefix + _NO_ERROR:
+        return None
+    return message.removeprefix(prefix)
+
+
 def crash_message(pods: Sequence[Mapping[str, Any]], image: str) -> str | None:
     """Why pods of `image` crash (CrashLoopBackOff), or None."""
     for pod in pods:
@@ -343,6 +356,7 @@ class _Verdict:
 
 
 _OK = (False, Reason.AS_EXPECTED, "nothing is wrong")
+_NO_ERROR = "see its pod logs"
 
 
 def decide(obs: Observed) -> Plan:
@@ -480,6 +494,8 @@ def decide(obs: Observed) -> Plan:
             else:
                 jstate = job_state(job)
                 version, error = parse_result(obs.job_results.get(job_name))
+                if jstate == "Failed" and error is None:
+                    error = _recorded_error(mig, job_name)
                 if jstate == "Running":
                     hold_reason = (Reason.MIGRATING, running_msg)
                     migrated = Condition("Migrated", False, Reason.MIGRATING, hold_reason[1])
@@ -503,7 +519,7 @@ def decide(obs: Observed) -> Plan:
                                          f"schema {db['schemaVersion'] or 'unknown'} for "
                                          f"{db['image']}")
                 else:
-                    message = f"Job {job_name} failed: {error or 'see its pod logs'}"
+                    message = f"Job {job_name} failed: {error or _NO_ERROR}"
                     if direction == "up":
                         reason = (Reason.SCHEMA_NEWER if error and "is newer than" in error
                                   else Reason.MIGRATION_FAILED)

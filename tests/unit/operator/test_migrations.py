@@ -41,8 +41,20 @@ class World:
             owner=OWNER, generation=self.generation, spec=parse_spec(self.body),
             status=copy.deepcopy(self.status), annotations=dict(self.annotations),
             children=copy.deepcopy(self.children), secrets=SECRETS,
-            jobs=copy.deepcopy(self.jobs), job_results=dict(self.results),
+            jobs=copy.deepcopy(self.jobs), job_results=self.unrecorded_results(),
             now=NOW + datetime.timedelta(minutes=self.minutes), pods=list(self.pods))
+
+    def unrecorded_results(self) -> dict[str, str]:
+        """As the reconciler observes: a Job's termination message only until the status
+        records its outcome."""
+        mig = self.status.get("migration") or {}
+        newest = int(mig.get("revision") or 0)
+
+        def revision(job: str) -> int:
+            return int(self.jobs[job]["metadata"]["labels"][r.LABEL_REVISION])
+        return {n: m for n, m in self.results.items()
+                if not (mig.get("job") == n and mig.get("phase") in ("Succeeded", "Failed"))
+                and revision(n) >= newest}
 
     def step(self) -> lc.Plan:
         self.minutes += 1
@@ -379,3 +391,39 @@ def test_config_change_without_image_change_needs_no_migration() -> None:
     w.roll_out()
     w.step()
     assert w.status["revision"] == 2
+
+
+def test_a_recorded_failure_keeps_its_reason_and_message_on_later_reconciles() -> None:
+    """Later reconciles no longer read the pod's message: the record must give the same
+    verdict (a reconcile woken by any event used to turn RollbackRefused into RollbackFailed
+    and drop the error)."""
+    w = World()
+    deployed(w)
+    w.change_spec(image=V2)
+    w.step()
+    w.finish_job("authorization-service-migrate-2", True, ok("0004"))
+    w.step()
+    w.roll_out()
+    w.step()
+    w.annotations[r.ANN_ROLLBACK_TO] = "1"
+    w.step()
+    w.finish_job("authorization-service-rollback-3", False, json.dumps({
+        "error": "migration 0004_drop is irreversible (drops data); cannot go below 0004"}))
+    w.step()
+    assert w.unrecorded_results() == {}
+    for _ in range(2):
+        assert w.step().writes == 0
+        assert w.cond("Migrated")["reason"] == "RollbackRefused"
+        assert "0004_drop is irreversible" in w.cond("Ready")["message"]
+
+
+def test_a_failure_without_a_message_says_so_every_time() -> None:
+    w = World()
+    deployed(w)
+    w.change_spec(image=V2 + "-badmigration")
+    w.step()
+    w.finish_job("authorization-service-migrate-2", False, "")
+    w.step()
+    assert w.cond("Migrated")["message"] == (
+        "Job authorization-service-migrate-2 failed: see its pod logs")
+    assert w.step().writes == 0
