@@ -20,7 +20,7 @@ import kopf
 from authz_operator import metrics, resources
 from authz_operator.kube import Kube, KubeError
 from authz_operator.reconciler import Reconciler
-from authz_operator.spec import GROUP, KIND, PLURAL, VERSION
+from authz_operator.spec import GROUP, KIND, PLURAL, VERSION, raw_secret_names
 
 log = logging.getLogger("authz_operator.handlers")
 
@@ -151,10 +151,7 @@ def resource_gone(type: str | None, namespace: str | None, name: str, memo: kopf
 def secret_refs(namespace: str | None, name: str, spec: kopf.Spec,
                 **_: Any) -> dict[tuple[str, str], str]:
     """(namespace, Secret name) -> the AuthorizationServices that read it."""
-    refs = [spec.get("database", {}).get("urlSecretRef"), spec.get("jwt", {}).get("secretRef"),
-            spec.get("redis", {}).get("passwordSecretRef")]
-    return {(namespace or "", str(ref["name"])): name for ref in refs
-            if isinstance(ref, Mapping) and ref.get("name")}
+    return {(namespace or "", secret): name for secret in sorted(raw_secret_names(spec))}
 
 
 def _is_referenced(namespace: str | None, name: str, **kwargs: Any) -> bool:

@@ -41,6 +41,23 @@ class SecretKeyRef:
     key: str
 
 
+# Where a spec names a Secret key: (object, field). The Secret watch's index reads these from
+# the raw spec (a spec that does not parse still has its Secrets watched).
+SECRET_REF_FIELDS = (("database", "urlSecretRef"), ("redis", "passwordSecretRef"),
+                     ("jwt", "secretRef"), ("jwt", "previousSecretRef"))
+
+
+def raw_secret_names(raw: Mapping[str, Any]) -> set[str]:
+    """The Secret names a raw spec references, without parsing (or validating) the rest."""
+    names: set[str] = set()
+    for obj, field in SECRET_REF_FIELDS:
+        parent = raw.get(obj)
+        ref = parent.get(field) if isinstance(parent, Mapping) else None
+        if isinstance(ref, Mapping) and isinstance(ref.get("name"), str) and ref["name"]:
+            names.add(ref["name"])
+    return names
+
+
 @dataclass(frozen=True)
 class Database:
     url_secret_ref: SecretKeyRef
@@ -64,6 +81,7 @@ class Kafka:
 class Jwt:
     secret_ref: SecretKeyRef
     expires_in: str = "1h"
+    previous_secret_ref: SecretKeyRef | None = None   # still accepted during a rotation
 
 
 @dataclass(frozen=True)
@@ -145,6 +163,8 @@ class Spec:
         if self.redis.password_secret_ref is not None:
             refs.append(("REDIS_PASSWORD", self.redis.password_secret_ref))
         refs.append(("JWT_SECRET", self.jwt.secret_ref))
+        if self.jwt.previous_secret_ref is not None:
+            refs.append(("JWT_SECRET_PREVIOUS", self.jwt.previous_secret_ref))
         return tuple(refs)
 
     def secret_names(self) -> tuple[str, ...]:
@@ -301,7 +321,9 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
             client_id=_str(kf, "clientId", "kafka.", "authorization-service"),
             consumer_group=_str(kf, "consumerGroup", "kafka.", "authorization-service-group"),
         ),
-        jwt=Jwt(secret_ref=jwt_ref, expires_in=_str(jw, "expiresIn", "jwt.", "1h")),
+        jwt=Jwt(secret_ref=jwt_ref, expires_in=_str(jw, "expiresIn", "jwt.", "1h"),
+                previous_secret_ref=_secret_ref(jw, "previousSecretRef", "jwt.",
+                                                required=False)),
         services=Services(
             identity_url=_str(sv, "identityUrl", "services.", Services.identity_url),
             referral_url=_str(sv, "referralUrl", "services.", Services.referral_url),

@@ -159,6 +159,52 @@ def test_secret_change_rolls_the_pods(operator: Operator, kube: Kube, namespace:
     assert [h["revision"] for h in st["history"]] == [1, 2]
 
 
+def test_previous_jwt_secret_is_wired_and_its_secret_watched(
+        operator: Operator, kube: Kube, namespace: str) -> None:
+    """spec.jwt.previousSecretRef (a JWT rotation): the pods read JWT_SECRET_PREVIOUS from
+    that Secret key; its Secret appearing and changing each wake a reconcile through the
+    Secret watch (the `secret_changed` handler), not through some other event."""
+    previous = {"name": "jwt-previous", "key": "jwt-secret"}
+    kube.apply(cr(namespace, jwt={"secretRef": {"name": "authorization-secrets",
+                                                "key": "jwt-secret"},
+                                  "previousSecretRef": previous}))
+
+    def missing() -> str | None:
+        ready = condition(status(kube, namespace), "Ready")
+        return str(ready.get("message")) if ready.get("reason") == "SecretMissing" else None
+
+    def woken_by_the_secret_watch() -> float:
+        return metrics.value("authz_operator_reconciles_total", {
+            "namespace": namespace, "name": NAME, "handler": "secret_changed"})
+
+    assert "Secret 'jwt-previous' (for JWT_SECRET_PREVIOUS)" in wait_for("SecretMissing", missing)
+    kube.apply(secret(namespace))
+    wait_for("a reconcile woken by the first Secret", lambda: woken_by_the_secret_watch() > 0)
+    assert wait_for("only the previous secret missing", lambda: (
+        (m := missing()) and "authorization-secrets" not in m and m)) == (
+        "missing Secret 'jwt-previous' (for JWT_SECRET_PREVIOUS)")
+    assert kube.get("Deployment", namespace, NAME) is None
+
+    woken = woken_by_the_secret_watch()
+    kube.apply(secret(namespace, name="jwt-previous", data={"jwt-secret": "the-old-one"}))
+    wait_for("a reconcile woken by the previous secret appearing",
+             lambda: woken_by_the_secret_watch() > woken)
+    wait_for("Ready once the previous secret exists",
+             lambda: ready_at_generation(kube, namespace, 1), timeout=90)
+    dep = kube.get("Deployment", namespace, NAME) or {}
+    env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "JWT_SECRET_PREVIOUS", "valueFrom": {"secretKeyRef": previous}} in env
+    old_hash = _template_annotation(kube, namespace, "rwadurian.io/secrets-hash")
+
+    woken = woken_by_the_secret_watch()
+    kube.apply(secret(namespace, name="jwt-previous", data={"jwt-secret": "an-older-one"}))
+    wait_for("a reconcile woken by the previous secret changing",
+             lambda: woken_by_the_secret_watch() > woken)
+    wait_for("a new secrets hash after the previous secret changed", lambda: (
+        _template_annotation(kube, namespace, "rwadurian.io/secrets-hash")
+        not in (None, old_hash)))
+
+
 def test_drift_is_restored(operator: Operator, kube: Kube, namespace: str,
                            kubectl: Callable[..., Any]) -> None:
     create(kube, namespace, autoscaling={"enabled": False}, replicas=2)

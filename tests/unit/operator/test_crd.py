@@ -76,3 +76,15 @@ def test_sample_is_the_seed_and_parses() -> None:
     assert spec.redis.password_secret_ref is not None
     assert spec.kafka.brokers == ("kafka-0.kafka.svc.cluster.local:9092",
                                   "kafka-1.kafka.svc.cluster.local:9092")
+
+
+def test_the_previous_jwt_secret_is_validated_like_every_secret_ref(
+        version: dict[str, Any]) -> None:
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    jwt = spec["jwt"]["properties"]
+    previous, current = jwt["previousSecretRef"], jwt["secretRef"]
+    assert "previousSecretRef" not in spec["jwt"]["required"]
+    assert {k: v for k, v in previous.items() if k != "description"} == {
+        k: v for k, v in current.items() if k != "description"}
+    assert previous["properties"] == spec["database"]["properties"]["urlSecretRef"]["properties"]
+    assert "JWT_SECRET_PREVIOUS" in previous["description"]

@@ -122,6 +122,14 @@ def test_missing_secret_key_holds_the_deployment_and_names_the_key() -> None:
                              "(for JWT_SECRET)")
 
 
+def test_a_missing_previous_jwt_secret_is_named_too() -> None:
+    body = spec_body(jwt={"previousSecretRef": {"name": "jwt-previous", "key": "jwt-secret"}})
+    plan = lc.decide(observed(body, secrets={**SECRETS, "jwt-previous": None}))
+    assert "Deployment" not in [a.kind for a in plan.applies]
+    [event] = [e for e in plan.events if e.reason == "SecretMissing"]
+    assert event.message == "missing Secret 'jwt-previous' (for JWT_SECRET_PREVIOUS)"
+
+
 def test_missing_secret_with_a_running_deployment_keeps_it_and_is_degraded() -> None:
     body = spec_body()
     children = children_for(body)

@@ -108,7 +108,9 @@ RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"},
              "limits": {"cpu": "1", "memory": "1Gi"}}
 
 
-def expected_deployment(target: r.Target, replicas: int | None = None) -> dict[str, Any]:
+def expected_deployment(target: r.Target, replicas: int | None = None,
+                        env: list[dict[str, Any]] = ENV,
+                        versions: dict[str, str] = VERSIONS) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "selector": {"matchLabels": SELECTOR},
         "progressDeadlineSeconds": 600,
@@ -118,7 +120,7 @@ def expected_deployment(target: r.Target, replicas: int | None = None) -> dict[s
         "template": {
             "metadata": {"labels": LABELS, "annotations": {
                 "rwadurian.io/config-hash": target.config_hash,
-                "rwadurian.io/secrets-hash": r.secrets_hash(VERSIONS),
+                "rwadurian.io/secrets-hash": r.secrets_hash(versions),
             }},
             "spec": {**POD_COMMON, "containers": [{
                 "name": "authorization-service",
@@ -126,7 +128,7 @@ def expected_deployment(target: r.Target, replicas: int | None = None) -> dict[s
                 "imagePullPolicy": "IfNotPresent",
                 "command": ["authz-service", "serve"],
                 "ports": [{"name": "http", "containerPort": 3002, "protocol": "TCP"}],
-                "env": ENV,
+                "env": env,
                 "resources": RESOURCES,
                 "readinessProbe": {"httpGet": {"path": "/health/ready", "port": "http"},
                                    "initialDelaySeconds": 10, "periodSeconds": 5},
@@ -204,9 +206,30 @@ def test_deployment_with_redis_password_and_no_pull_secrets() -> None:
     pod = dep["spec"]["template"]["spec"]
     assert "imagePullSecrets" not in pod
     env = pod["containers"][0]["env"]
-    assert [e["name"] for e in env] == list(r.ENV_ORDER)
+    assert [e["name"] for e in env] == [v for v in r.ENV_ORDER if v != "JWT_SECRET_PREVIOUS"]
     assert env[5] == {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {
         "name": "redis", "key": "password"}}}
+
+
+def test_deployment_and_job_with_a_previous_jwt_secret() -> None:
+    """During a JWT rotation the pods also read JWT_SECRET_PREVIOUS from its Secret key, and
+    that Secret's version is part of the secrets hash (changing it rolls the pods)."""
+    versions = {"authorization-secrets": "41", "jwt-previous": "7"}
+    spec = parse_spec(spec_body(jwt={"previousSecretRef": {"name": "jwt-previous",
+                                                           "key": "jwt-secret"}}))
+    target = r.target_from_spec(spec, versions)
+    previous = {"name": "JWT_SECRET_PREVIOUS", "valueFrom": {"secretKeyRef": {
+        "name": "jwt-previous", "key": "jwt-secret"}}}
+    jwt_at = next(i for i, e in enumerate(ENV) if e["name"] == "JWT_SECRET") + 1
+    env = [*ENV[:jwt_at], previous, *ENV[jwt_at:]]
+    assert strip_hash(r.desired_deployment(spec, OWNER, target)) == expected_deployment(
+        target, env=env, versions=versions)
+    job = r.desired_migration_job(spec, OWNER, target, 2)
+    assert job["spec"]["template"]["spec"]["containers"][0]["env"] == env
+    rotated = r.target_from_spec(spec, {**versions, "jwt-previous": "8"})
+    assert rotated.secrets_hash != target.secrets_hash
+    assert r.desired_deployment(spec, OWNER, rotated)["spec"]["template"] != r.desired_deployment(
+        spec, OWNER, target)["spec"]["template"]
 
 
 def test_changed_secret_version_or_config_changes_the_pod_template() -> None:

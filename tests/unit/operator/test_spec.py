@@ -13,6 +13,7 @@ from authz_operator.spec import (
     SpecError,
     image_tag,
     parse_spec,
+    raw_secret_names,
 )
 
 from .samples import MINIMAL, spec_body
@@ -46,10 +47,50 @@ def test_redis_password_is_an_optional_secret_ref() -> None:
     assert spec.secret_names() == ("authorization-secrets", "r")
 
 
+def test_previous_jwt_secret_is_an_optional_secret_ref_read_after_the_current_one() -> None:
+    spec = parse_spec(spec_body(jwt={"previousSecretRef": {"name": "jwt-old", "key": "s"}}))
+    assert spec.jwt.previous_secret_ref == SecretKeyRef("jwt-old", "s")
+    assert spec.secret_refs()[-2:] == (
+        ("JWT_SECRET", SecretKeyRef("authorization-secrets", "jwt-secret")),
+        ("JWT_SECRET_PREVIOUS", SecretKeyRef("jwt-old", "s")))
+    assert spec.secret_names() == ("authorization-secrets", "jwt-old")
+    assert parse_spec(MINIMAL).jwt.previous_secret_ref is None
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"redis": {"passwordSecretRef": {"name": "r", "key": "pw"}}},
+    {"jwt": {"previousSecretRef": {"name": "jwt-old", "key": "s"}}},
+    {"redis": {"passwordSecretRef": {"name": "r", "key": "pw"}},
+     "jwt": {"previousSecretRef": {"name": "authorization-secrets", "key": "jwt-old"}}},
+])
+def test_the_secret_watch_reads_the_secrets_the_parser_does(changes: dict[str, Any]) -> None:
+    """The Secret watch's index (raw spec) and the pods' env (parsed spec) never disagree."""
+    body = spec_body(**changes)
+    assert raw_secret_names(body) == set(parse_spec(body).secret_names())
+
+
+def test_the_secret_index_lists_every_referenced_secret() -> None:
+    from authz_operator import handlers
+
+    spec = spec_body(jwt={"previousSecretRef": {"name": "jwt-old", "key": "s"}})
+    index: Any = handlers.secret_refs   # typed by kopf's decorator as taking every kwarg
+    assert index(namespace="ns", name="a", spec=spec) == {
+        ("ns", "authorization-secrets"): "a", ("ns", "jwt-old"): "a"}
+
+
+def test_the_secret_watch_reads_an_unparseable_spec_too() -> None:
+    body = spec_body(port="not a port", jwt={"previousSecretRef": {"name": "jwt-old"}})
+    assert raw_secret_names(body) == {"authorization-secrets", "jwt-old"}
+    assert raw_secret_names({"jwt": "x", "database": {"urlSecretRef": {"name": ""}}}) == set()
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
         ({"image": "registry.example/authorization-service"}, "image"),
+        ({"jwt": {"previousSecretRef": {"name": "s"}}}, "jwt.previousSecretRef.key"),
+        ({"jwt": {"previousSecretRef": "s"}}, "jwt.previousSecretRef"),
         ({"image": "Not An Image:1"}, "image"),
         ({"database": {"urlSecretRef": {"name": "s"}}}, "database.urlSecretRef.key"),
         ({"database": {"urlSecretRef": None}}, "database.urlSecretRef"),
