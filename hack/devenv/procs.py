@@ -101,7 +101,12 @@ def stop(pid: int | None, timeout: float = 10.0) -> None:
     if alive(pid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
-        _reap(pid)
+    # A dead child of ours is a zombie until reaped (and its Popen would warn at exit).
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(5)
+    _reap(pid)
 
 
 def _reap(pid: int) -> None:
