@@ -10,7 +10,6 @@ need_debs=()
 command -v redis-server >/dev/null || need_debs+=(redis-server)
 command -v java >/dev/null || need_debs+=(default-jre-headless)
 command -v mvn >/dev/null || need_debs+=(maven)
-command -v go >/dev/null || need_debs+=(golang-go)
 command -v openssl >/dev/null || need_debs+=(openssl)
 if [ ${#need_debs[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_debs[*]}"
@@ -20,6 +19,14 @@ if [ ${#need_debs[@]} -gt 0 ]; then
 fi
 # The Debian packages start their own servers where an init system lets them; ours run on
 # other, free ports, so those are harmless.
+
+# Kubernetes 1.36 needs Go >= 1.26 (Debian's golang-go is older): say so instead of failing
+# half-way through a build.
+gov=$(go env GOVERSION 2>/dev/null | sed 's/^go//') || gov=""
+if [ -z "$gov" ] || [ "$(printf '%s\n1.26\n' "$gov" | sort -V | head -1)" != "1.26" ]; then
+  echo "[bootstrap] Go >= 1.26 is needed to build Kubernetes 1.36 (found: ${gov:-none})" >&2
+  exit 1
+fi
 
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
