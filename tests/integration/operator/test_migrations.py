@@ -252,6 +252,12 @@ def test_automatic_rollback_of_a_schema_change_takes_the_schema_down(
 V3 = "registry.example/authorization-service:1.6.0"
 
 
+def migrated_because(kube: Kube, namespace: str, reason: str) -> dict[str, Any] | None:
+    """The Migrated condition, once it has `reason`."""
+    migrated = condition(status(kube, namespace), "Migrated")
+    return migrated if migrated.get("reason") == reason else None
+
+
 def test_manual_rollback_across_an_irreversible_migration_is_refused(
         operator: Operator, kube: Kube, devenv: DevEnv, namespace: str, database: str) -> None:
     deploy(kube, devenv, namespace, database)
@@ -262,11 +268,8 @@ def test_manual_rollback_across_an_irreversible_migration_is_refused(
     body["metadata"]["annotations"] = {"rwadurian.io/rollback-to": "1"}
     kube.apply(body)
 
-    def refused() -> dict[str, Any] | None:
-        migrated = condition(status(kube, namespace), "Migrated")
-        return migrated if migrated.get("reason") == "RollbackRefused" else None
-
-    migrated = wait_for("rollback refused", refused, timeout=120)
+    migrated = wait_for("rollback refused",
+                        lambda: migrated_because(kube, namespace, "RollbackRefused"), timeout=120)
     assert "0005" in migrated["message"]
     assert "irreversible" in migrated["message"]
     # Nothing was undone: the schema and the serving image stay where they were.
@@ -281,11 +284,9 @@ def test_an_image_older_than_the_schema_is_refused(
     assert schema(database)[-1] == "0004"
     change_image(kube, devenv, namespace, V1)  # 1.4.0 knows migrations up to 0003 only
 
-    def refused() -> dict[str, Any] | None:
-        migrated = condition(status(kube, namespace), "Migrated")
-        return migrated if migrated.get("reason") == "SchemaNewerThanImage" else None
-
-    migrated = wait_for("old image refused", refused, timeout=120)
+    migrated = wait_for("old image refused",
+                        lambda: migrated_because(kube, namespace, "SchemaNewerThanImage"),
+                        timeout=120)
     assert "0004" in migrated["message"]
     assert "0003" in migrated["message"]
     assert schema(database)[-1] == "0004"
