@@ -17,7 +17,8 @@ what really happened in the pod's status:
 PORT is remapped to a free loopback port; the mapping is written next to the pod's log in
 `.local/run/pods/<namespace>_<pod>.json` (see `endpoint`). Probes are checked every half
 second from the start (initialDelaySeconds and periodSeconds are not honoured, to keep tests
-quick); liveness probes are not run.
+quick); liveness probes honour their delay, period and threshold, and a container that
+fails them is killed and restarted.
 
 Run as `python -m devenv.podrunner`; `hack/up` starts it in the background.
 """
@@ -211,8 +212,8 @@ class PodWorker(threading.Thread):
         number = int(port)
         return mapping.get(number, number)
 
-    def probe_ok(self, mapping: dict[int, int]) -> bool:
-        probe = self.container.get("readinessProbe")
+    def probe_ok(self, mapping: dict[int, int], kind: str = "readinessProbe") -> bool:
+        probe = self.container.get(kind)
         if not probe:
             return True
         if "httpGet" in probe:
@@ -335,10 +336,17 @@ class PodWorker(threading.Thread):
             info.update(port=host_port, containerPort=container_port)
         (PODS_DIR / f"{self.ns}_{self.name}.json").write_text(json.dumps(info))
         self.report("Running", {"running": {"startedAt": started}}, False)
+        liveness = Liveness(self.container.get("livenessProbe"), time.monotonic())
         while self.proc.poll() is None and not self.stopping.is_set():
             ok = self.probe_ok(mapping)
             if ok != self.ready:
                 self.report("Running", {"running": {"startedAt": started}}, ok)
+            if liveness.due(time.monotonic()) and liveness.failed(
+                    self.probe_ok(mapping, "livenessProbe")):
+                log.info("%s/%s: liveness probe failed, killing the container", self.ns,
+                         self.name)
+                self._kill()
+                return 137, started, "liveness probe failed"
             self.stopping.wait(PROBE_INTERVAL)
         if self.stopping.is_set():
             return 137, started, ""
@@ -355,6 +363,30 @@ class PodWorker(threading.Thread):
                 message = "\n".join(logf.read_text(errors="replace").splitlines()[-80:])
                 message = message[-MESSAGE_LIMIT:]
         return message
+
+
+class Liveness:
+    """When to run a liveness probe and when it has failed for good. Unlike readiness
+    (checked every half second), liveness honours initialDelaySeconds, periodSeconds and
+    failureThreshold: compressing them would kill a process that is merely starting."""
+
+    def __init__(self, probe: dict[str, Any] | None, started: float) -> None:
+        self.enabled = bool(probe)
+        probe = probe or {}
+        self.period = float(probe.get("periodSeconds", 10))
+        self.threshold = int(probe.get("failureThreshold", 3))
+        self.next = started + float(probe.get("initialDelaySeconds", 0))
+        self.failures = 0
+
+    def due(self, now: float) -> bool:
+        if not self.enabled or now < self.next:
+            return False
+        self.next = now + self.period
+        return True
+
+    def failed(self, ok: bool) -> bool:
+        self.failures = 0 if ok else self.failures + 1
+        return self.failures >= self.threshold
 
 
 class Runner:

@@ -166,3 +166,23 @@ def test_missing_secret_waits_then_recovers(api: Any, namespace: str) -> None:
     watch_until(core.list_namespaced_pod,
                 lambda ps: len(ps) == 1 and condition(ps[0], "Ready") == "True",
                 namespace, label_selector="app=svc", timeout=60)
+
+
+def test_failing_liveness_probe_restarts_the_container(api: Any, namespace: str) -> None:
+    _config(api, namespace)
+    deployment = _deployment("0.0.1-test")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    # Nothing listens on port 1: every liveness check fails.
+    container["livenessProbe"] = {"tcpSocket": {"port": 1}, "initialDelaySeconds": 0,
+                                  "periodSeconds": 1, "failureThreshold": 2}
+    client.AppsV1Api(api).create_namespaced_deployment(namespace, deployment)
+
+    def restarted(ps: list[dict[str, Any]]) -> bool:
+        statuses = [cs for p in ps for cs in (p.get("status") or {}).get(
+            "containerStatuses") or []]
+        return any(cs["restartCount"] >= 1 for cs in statuses)
+
+    pods = watch_until(client.CoreV1Api(api).list_namespaced_pod, restarted, namespace,
+                       label_selector="app=svc", timeout=60)
+    last = pods[0]["status"]["containerStatuses"][0]["lastState"]["terminated"]
+    assert (last["exitCode"], last["message"]) == (137, "liveness probe failed")

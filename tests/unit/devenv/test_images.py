@@ -62,3 +62,4 @@ def test_badmigration_adds_a_failing_migration(tmp_path: Path) -> None:
 def test_plain_image_keeps_the_repo_migrations(tmp_path: Path) -> None:
     run = images.parse("authorization-service:0.0.1", None, None)
     assert images.merged_migrations(run, tmp_path / "m") is None
+
