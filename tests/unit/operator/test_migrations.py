@@ -342,7 +342,8 @@ def test_manual_rollback_to_a_recorded_revision() -> None:
     assert w.step().writes == 0
 
 
-def test_rollback_across_an_irreversible_migration_is_refused() -> None:
+def _rollback_refused_by_an_irreversible_migration() -> World:
+    """V1 -> V2 (migration 0004), then a rollback to revision 1 whose down Job refuses."""
     w = World()
     deployed(w)
     w.change_spec(image=V2)
@@ -355,6 +356,11 @@ def test_rollback_across_an_irreversible_migration_is_refused() -> None:
     w.step()
     w.finish_job("authorization-service-rollback-3", False, json.dumps({
         "error": "migration 0004_drop is irreversible (drops data); cannot go below 0004"}))
+    return w
+
+
+def test_rollback_across_an_irreversible_migration_is_refused() -> None:
+    w = _rollback_refused_by_an_irreversible_migration()
     plan = w.step()
     assert w.status["phase"] == Phase.FAILED
     assert w.cond("Migrated")["reason"] == "RollbackRefused"
@@ -397,18 +403,7 @@ def test_a_recorded_failure_keeps_its_reason_and_message_on_later_reconciles() -
     """Later reconciles no longer read the pod's message: the record must give the same
     verdict (a reconcile woken by any event used to turn RollbackRefused into RollbackFailed
     and drop the error)."""
-    w = World()
-    deployed(w)
-    w.change_spec(image=V2)
-    w.step()
-    w.finish_job("authorization-service-migrate-2", True, ok("0004"))
-    w.step()
-    w.roll_out()
-    w.step()
-    w.annotations[r.ANN_ROLLBACK_TO] = "1"
-    w.step()
-    w.finish_job("authorization-service-rollback-3", False, json.dumps({
-        "error": "migration 0004_drop is irreversible (drops data); cannot go below 0004"}))
+    w = _rollback_refused_by_an_irreversible_migration()
     w.step()
     assert w.unrecorded_results() == {}
     for _ in range(2):
