@@ -180,19 +180,10 @@ class Migrator:
         for migration in self.migrations:
             if migration.version in done:
                 continue
-            try:
-                with self.conn.transaction():
-                    self.conn.execute(migration.up_sql.encode())
-                    self.conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) "
-                        "VALUES (%s, %s, %s)",
-                        (migration.version, migration.name, migration.checksum),
-                    )
-            except psycopg.Error as exc:
-                raise MigrationError(
-                    f"migration {migration.version}_{migration.name} failed and was rolled "
-                    f"back: {_one_line(exc)}"
-                ) from exc
+            self._step(f"migration {migration.version}_{migration.name}", migration.up_sql,
+                       "INSERT INTO schema_migrations (version, name, checksum) "
+                       "VALUES (%s, %s, %s)",
+                       (migration.version, migration.name, migration.checksum))
             ran.append(migration.version)
         return self.version(), ran
 
@@ -201,19 +192,22 @@ class Migrator:
         check_history(self.migrations, applied)
         reverted: list[str] = []
         for migration in plan_down(self.migrations, applied, to):
-            try:
-                with self.conn.transaction():
-                    self.conn.execute(migration.down_sql.encode())
-                    self.conn.execute(
-                        "DELETE FROM schema_migrations WHERE version = %s", (migration.version,)
-                    )
-            except psycopg.Error as exc:
-                raise MigrationError(
-                    f"down migration {migration.version}_{migration.name} failed and was "
-                    f"rolled back: {_one_line(exc)}"
-                ) from exc
+            self._step(f"down migration {migration.version}_{migration.name}",
+                       migration.down_sql, "DELETE FROM schema_migrations WHERE version = %s",
+                       (migration.version,))
             reverted.append(migration.version)
         return self.version(), reverted
+
+    def _step(self, label: str, script: str, record: str, params: tuple[str, ...]) -> None:
+        """Run one migration script and its history row in one transaction: on any error
+        both roll back, so a failed migration leaves the schema as it was."""
+        try:
+            with self.conn.transaction():
+                self.conn.execute(script.encode())
+                self.conn.execute(record, params)
+        except psycopg.Error as exc:
+            raise MigrationError(
+                f"{label} failed and was rolled back: {_one_line(exc)}") from exc
 
     def status(self) -> dict[str, Any]:
         applied = self.applied()
