@@ -55,20 +55,16 @@ def _kubeconfig(path: Path, port: int, token: str, ca: Path) -> None:
     path.write_text(yaml.safe_dump(config))
 
 
-def _healthy(url: str, ca: Path, token: str) -> bool:
-    ctx = ssl.create_default_context(cafile=str(ca))
-    req = urllib.request.Request(  # noqa: S310 - loopback https only
-        url, headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(req, context=ctx, timeout=2) as resp:  # noqa: S310 - loopback
-        return bool(resp.status == 200)
-
-
-def _insecure_healthy(port: int) -> bool:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    url = f"https://127.0.0.1:{port}/healthz"
-    with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
+def _healthy(url: str, ca: Path | None = None, token: str | None = None) -> bool:
+    """GET `url` over TLS: verified with `ca` and a bearer token for the API server; unverified
+    for the controllers' self-signed health endpoints (loopback only)."""
+    ctx = ssl.create_default_context(cafile=str(ca) if ca else None)
+    if ca is None:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urllib.request.Request(url, headers=headers)  # noqa: S310 - loopback https only
+    with urllib.request.urlopen(req, context=ctx, timeout=2) as resp:  # noqa: S310
         return bool(resp.status == 200)
 
 
@@ -190,7 +186,8 @@ def _start_controller(state: State, bins: Path, name: str, extra: list[str]) -> 
         *extra], paths.RUN)
     state.pids[name], state.ports[name] = pid, port
     state.save()
-    procs.wait_until(name, lambda: _insecure_healthy(port), 60, pid, paths.RUN / f"{name}.log")
+    procs.wait_until(name, lambda: _healthy(f"https://127.0.0.1:{port}/healthz"), 60, pid,
+                     paths.RUN / f"{name}.log")
 
 
 def _ensure_nodes(state: State) -> None:
