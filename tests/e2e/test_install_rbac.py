@@ -92,22 +92,23 @@ def _cleanup_cluster_rbac(cluster: DevEnv, namespace: str) -> None:
                            check=False)
 
 
-@pytest.fixture
-def cluster_mode(cluster: DevEnv, namespace: str, tmp_path: Path) -> Iterator[Installed]:
-    inst = _install(cluster, namespace, tmp_path, MANIFESTS)
+def _installed(cluster: DevEnv, namespace: str, tmp_path: Path,
+               manifests: Path) -> Iterator[Installed]:
+    inst = _install(cluster, namespace, tmp_path, manifests)
     yield inst
     inst.admin.close()
     inst.sa.close()
     _cleanup_cluster_rbac(cluster, namespace)
+
+
+@pytest.fixture
+def cluster_mode(cluster: DevEnv, namespace: str, tmp_path: Path) -> Iterator[Installed]:
+    yield from _installed(cluster, namespace, tmp_path, MANIFESTS)
 
 
 @pytest.fixture
 def namespaced_mode(cluster: DevEnv, namespace: str, tmp_path: Path) -> Iterator[Installed]:
-    inst = _install(cluster, namespace, tmp_path, NAMESPACED)
-    yield inst
-    inst.admin.close()
-    inst.sa.close()
-    _cleanup_cluster_rbac(cluster, namespace)
+    yield from _installed(cluster, namespace, tmp_path, NAMESPACED)
 
 
 @pytest.fixture
