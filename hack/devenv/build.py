@@ -10,11 +10,22 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from devenv import paths
 
 TOOLS = paths.REPO / "hack" / "tools"
 K8S_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+K8S_NODE_COMMANDS = ("kubelet", "kube-proxy")
+
+
+class NodeBinaries(NamedTuple):
+    """What a real node runs, besides containerd and runc (Debian packages)."""
+
+    kubelet: Path
+    kube_proxy: Path
+    coredns: Path
+    metrics_server: Path
 
 
 def _say(msg: str) -> None:
@@ -41,6 +52,14 @@ def kwok_version() -> str:
     return _go_required_version(TOOLS / "kwok", "sigs.k8s.io/kwok")
 
 
+def coredns_version() -> str:
+    return _go_required_version(TOOLS / "coredns", "github.com/coredns/coredns")
+
+
+def metrics_server_version() -> str:
+    return _go_required_version(TOOLS / "metrics-server", "sigs.k8s.io/metrics-server")
+
+
 def kafka_version() -> str:
     match = re.search(r"<kafka.version>([^<]+)<", (TOOLS / "kafka" / "pom.xml").read_text())
     if not match:
@@ -64,18 +83,32 @@ def _go_build(module_dir: Path, out: Path, packages: list[str], ldflags: str = "
     _say(f"built in {time.monotonic() - started:.0f}s")
 
 
-def k8s_bin() -> Path:
-    version = k8s_version()
-    out = paths.CACHE / f"k8s-{version}"
-    if all((out / c).exists() for c in K8S_COMMANDS):
-        return out
+def _k8s_ldflags(version: str) -> str:
     major, minor = version.lstrip("v").split(".")[:2]
     ldflags = "-s -w"
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
         ldflags += (f" -X {pkg}.gitVersion={version} -X {pkg}.gitMajor={major}"
                     f" -X {pkg}.gitMinor={minor} -X {pkg}.gitTreeState=clean")
-    _go_build(TOOLS / "k8s", out, [f"k8s.io/kubernetes/cmd/{c}" for c in K8S_COMMANDS], ldflags)
+    return ldflags
+
+
+def _k8s_build(commands: tuple[str, ...], folder: str) -> Path:
+    version = k8s_version()
+    out = paths.CACHE / f"{folder}-{version}"
+    if not all((out / c).exists() for c in commands):
+        _go_build(TOOLS / "k8s", out, [f"k8s.io/kubernetes/cmd/{c}" for c in commands],
+                  _k8s_ldflags(version))
     return out
+
+
+def k8s_bin() -> Path:
+    return _k8s_build(K8S_COMMANDS, "k8s")
+
+
+def k8s_node_bin() -> Path:
+    """kubelet (unmodified) and kube-proxy, in a folder of their own so that the control
+    plane's cache stays valid."""
+    return _k8s_build(K8S_NODE_COMMANDS, "k8s-node")
 
 
 def etcd_bin() -> Path:
@@ -92,6 +125,33 @@ def kwok_bin() -> Path:
     if not (out / "kwok").exists():
         _go_build(TOOLS / "kwok", out, ["sigs.k8s.io/kwok/cmd/kwok"])
     return out / "kwok"
+
+
+def coredns_bin() -> Path:
+    out = paths.CACHE / f"coredns-{coredns_version()}"
+    if not (out / "coredns").exists():
+        # The wrapper's own main package; `go build` names it after the module: "corednsbin".
+        _go_build(TOOLS / "coredns", out, ["."])
+        (out / "corednsbin").replace(out / "coredns")
+    return out / "coredns"
+
+
+def metrics_server_bin() -> Path:
+    version = metrics_server_version()
+    out = paths.CACHE / f"metrics-server-{version}"
+    if not (out / "metrics-server").exists():
+        # As metrics-server's Makefile does: its version is client-go's.
+        pkg = "k8s.io/client-go/pkg/version"
+        _go_build(TOOLS / "metrics-server", out, ["sigs.k8s.io/metrics-server/cmd/metrics-server"],
+                  f"-s -w -X {pkg}.gitVersion={version} -X {pkg}.gitTreeState=clean")
+    return out / "metrics-server"
+
+
+def node_binaries() -> NodeBinaries:
+    """Build or reuse what a real node runs; returns the binaries' paths."""
+    node = k8s_node_bin()
+    return NodeBinaries(kubelet=node / "kubelet", kube_proxy=node / "kube-proxy",
+                        coredns=coredns_bin(), metrics_server=metrics_server_bin())
 
 
 def kwok_stages_dir() -> Path:
@@ -124,4 +184,5 @@ def all_binaries() -> None:
     k8s_bin()
     etcd_bin()
     kwok_bin()
+    node_binaries()
     kafka_libs()
