@@ -4,6 +4,7 @@ the repo."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -128,7 +129,9 @@ def kwok_bin() -> Path:
 
 
 def coredns_bin() -> Path:
-    out = paths.CACHE / f"coredns-{coredns_version()}"
+    # Keyed by the plugin list too: adding a plugin to main.go must rebuild.
+    plugins = hashlib.sha256((TOOLS / "coredns" / "main.go").read_bytes()).hexdigest()[:8]
+    out = paths.CACHE / f"coredns-{coredns_version()}-{plugins}"
     if not (out / "coredns").exists():
         # The wrapper's own main package; `go build` names it after the module: "corednsbin".
         _go_build(TOOLS / "coredns", out, ["."])

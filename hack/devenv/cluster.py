@@ -12,34 +12,52 @@ from typing import Any
 
 import yaml
 
-from devenv import build, paths, procs
+from devenv import build, netns, paths, procs
 from devenv.state import State
 
 OUR_IMAGE_QUERY = '[.spec.containers[].image | test("(^|/)authorization-service:")] | any'
 FAKE_NODES = ("kwok-node-0", "kwok-node-1")
 
 
+# The API server is reached on loopback (tools and tests), on the node's IP (kubelet, the
+# servers' clients) and through the `kubernetes` Service (pods).
+API_SANS = ("IP:127.0.0.1,IP:10.244.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
+            "DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+            "DNS:kubernetes.default.svc.cluster.local")
+
+
+def _cert(pki: Path, name: str, subject: str, ca: str = "ca", ext: str | None = None) -> None:
+    """A key and a certificate signed by `ca`, with optional x509 extensions."""
+    procs.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout",
+               str(pki / f"{name}.key"), "-out", str(pki / f"{name}.csr"), "-subj", subject])
+    args = ["openssl", "x509", "-req", "-in", str(pki / f"{name}.csr"), "-CA",
+            str(pki / f"{ca}.crt"), "-CAkey", str(pki / f"{ca}.key"), "-CAcreateserial",
+            "-days", "3650", "-out", str(pki / f"{name}.crt")]
+    if ext is not None:
+        (pki / f"{name}.ext").write_text(ext + "\n")
+        args += ["-extfile", str(pki / f"{name}.ext")]
+    procs.run(args)
+
+
 def _pki(pki: Path) -> None:
-    """A CA, a serving certificate for the API server, and the service-account signing key."""
-    if (pki / "apiserver.crt").exists():
+    """A CA and the API server's serving certificate; a client certificate the API server
+    shows kubelets; a front-proxy CA and client for the aggregation layer (metrics-server);
+    the service-account signing key. Made again when the SANs they were made for changed."""
+    marker = pki / "sans"
+    if (pki / "apiserver.crt").exists() and marker.exists() and marker.read_text() == API_SANS:
         return
     pki.mkdir(parents=True, exist_ok=True)
-    ossl = ["openssl"]
-    procs.run([*ossl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-               "-keyout", str(pki / "ca.key"), "-out", str(pki / "ca.crt"),
-               "-subj", "/CN=authz-dev-ca"])
-    ext = pki / "san.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
-                   "DNS:kubernetes.default,DNS:kubernetes.default.svc\n")
-    procs.run([*ossl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout",
-               str(pki / "apiserver.key"), "-out", str(pki / "apiserver.csr"),
-               "-subj", "/CN=kube-apiserver"])
-    procs.run([*ossl, "x509", "-req", "-in", str(pki / "apiserver.csr"), "-CA",
-               str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key"), "-CAcreateserial",
-               "-days", "3650", "-extfile", str(ext), "-out", str(pki / "apiserver.crt")])
-    procs.run([*ossl, "genrsa", "-out", str(pki / "sa.key"), "2048"])
-    procs.run([*ossl, "rsa", "-in", str(pki / "sa.key"), "-pubout", "-out",
+    for ca, cn in (("ca", "authz-dev-ca"), ("front-proxy-ca", "authz-dev-front-proxy-ca")):
+        procs.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+                   "-keyout", str(pki / f"{ca}.key"), "-out", str(pki / f"{ca}.crt"),
+                   "-subj", f"/CN={cn}"])
+    _cert(pki, "apiserver", "/CN=kube-apiserver", ext=f"subjectAltName={API_SANS}")
+    _cert(pki, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client")
+    _cert(pki, "front-proxy-client", "/CN=front-proxy-client", ca="front-proxy-ca")
+    procs.run(["openssl", "genrsa", "-out", str(pki / "sa.key"), "2048"])
+    procs.run(["openssl", "rsa", "-in", str(pki / "sa.key"), "-pubout", "-out",
                str(pki / "sa.pub")])
+    marker.write_text(API_SANS)
 
 
 def _kubeconfig(path: Path, port: int, token: str, ca: Path) -> None:
@@ -127,8 +145,21 @@ def start(state: State) -> None:
         pid = procs.spawn("kube-apiserver", [
             str(bins / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{state.ports['etcd']}",
-            "--bind-address=127.0.0.1", f"--secure-port={port}",
-            "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none",
+            # Inside the environment's network namespace: all its addresses are ours.
+            "--bind-address=0.0.0.0", f"--secure-port={port}",
+            f"--advertise-address={netns.NODE_IP}",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP",
+            # The aggregation layer, for metrics.k8s.io (metrics-server).
+            f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+            "--enable-aggregator-routing=true",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}", f"--token-auth-file={token_file}",
@@ -136,7 +167,7 @@ def start(state: State) -> None:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true",
+            f"--service-cluster-ip-range={netns.SERVICE_CIDR}", "--allow-privileged=true",
             "--enable-admission-plugins=PodSecurity,ServiceAccount,NamespaceLifecycle",
             "--profiling=false", "--v=1"], log)
         state.pids["kube-apiserver"] = pid
@@ -206,7 +237,7 @@ def _ensure_nodes(state: State) -> None:
     kubectl(state, "apply", "-f", "-", input=yaml.safe_dump(nodes))
     procs.wait_until(
         "fake nodes Ready",
-        lambda: kubectl(state, "get", "nodes", "-o",
+        lambda: kubectl(state, "get", "nodes", "-l", "type=kwok", "-o",
                         "jsonpath={.items[*].status.conditions[?(@.type=='Ready')].status}"
                         ).stdout.split() == ["True"] * len(FAKE_NODES),
         60, state.pids["kwok"], paths.RUN / "kwok.log")

@@ -90,3 +90,44 @@ def merged_migrations(run: ImageRun, into: Path) -> Path | None:
             if not target.exists():
                 target.symlink_to(f)
     return into
+
+
+# -- real images (devenv.imagebuild) ---------------------------------------------------------
+
+# The names pods know our images by: the sample's and the tests' registry, never pulled (the
+# images are imported into the node's containerd; imagePullPolicy IfNotPresent finds them).
+REPOSITORIES = ("registry.example/authorization-service",)
+# The operator image as manifests/base/kustomization.yaml names it (`kubectl apply -k`).
+OPERATOR_IMAGE = "registry.example/authz-operator:0.1.0"
+# Every tag the sample and the tests run; each is the service image or a thin variant of it.
+TEST_TAGS = ("1.4.0", "1.4.1", "1.5.0", "1.6.0", "1.4.0-unready", "1.4.0-crash",
+             "1.4.1-badmigration", "1.5.0-unready")
+SERVE_FAILURES = {
+    "crash": 'echo "injected crash" >&2; exit 1',
+    "unready": ('echo "injected: never ready" >&2; exec /opt/venv/bin/python -c '
+                '"import signal, sys; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); '
+                'signal.pause()"'),
+}
+ENTRY_POINT = "/opt/venv/bin/authz-service"
+
+
+def variant_files(base_ref: str, run: ImageRun) -> dict[str, str] | None:
+    """The build context of a test variant on top of the service image (None: the service
+    image itself). Extra migrations are copied in as `migrations0/`, `migrations1/`, ...;
+    a serving failure replaces the entry point with a script that misbehaves for `serve` and
+    runs the real CLI for everything else (so `migrate` still works)."""
+    if not run.extra_migrations and run.failure not in SERVE_FAILURES:
+        return None
+    lines = [f"FROM {base_ref}"]
+    lines += [f"COPY migrations{i}/ /app/migrations/" for i in range(len(run.extra_migrations))]
+    files: dict[str, str] = {}
+    if run.failure in SERVE_FAILURES:
+        files["authz-service"] = "\n".join([
+            "#!/bin/sh",
+            f"# Test image {run.tag}: `serve` misbehaves; every other command is the real CLI.",
+            f'if [ "$1" = serve ]; then {SERVE_FAILURES[run.failure]}; fi',
+            'exec /opt/venv/bin/python -c "import sys; from authz_service.cli import main; '
+            'sys.exit(main())" "$@"', ""])
+        lines.append(f"COPY authz-service {ENTRY_POINT}")
+    files["Containerfile"] = "\n".join(lines) + "\n"
+    return files

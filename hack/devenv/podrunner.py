@@ -47,6 +47,7 @@ PODS_DIR = paths.RUN / "pods"
 PROBE_INTERVAL = 0.5
 MAX_BACKOFF = 10.0
 MESSAGE_LIMIT = 4096
+FAKE_NODE_PREFIX = "kwok-node-"
 
 
 class ConfigError(Exception):
@@ -415,7 +416,9 @@ class Runner:
                 self.workers.pop(uid, None)
             return
         phase = (pod.get("status") or {}).get("phase", "Pending")
-        if worker is None and spec.get("nodeName") and phase in ("Pending", "Running"):
+        # Only pods on kwok's fake nodes: the real node's kubelet runs its own pods.
+        on_fake_node = str(spec.get("nodeName") or "").startswith(FAKE_NODE_PREFIX)
+        if worker is None and on_fake_node and phase in ("Pending", "Running"):
             worker = PodWorker(pod, self._ip())
             self.workers[uid] = worker
             log.info("starting %s/%s: %s", meta["namespace"], meta["name"],

@@ -11,7 +11,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from devenv import build, paths, procs
+from devenv import build, netns, paths, procs
 from devenv.state import State
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -38,7 +38,12 @@ def start_postgres(state: State) -> None:
         procs.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
                                 "-A", "trust", "-E", "UTF8", "--no-locale"]))
     port = procs.sticky_port(state.ports, "postgres")
-    opts = (f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
+    hba = data / "pg_hba.conf"
+    pods = f"host all all {netns.POD_CIDR} trust"
+    if pods not in hba.read_text():   # pods of the real node connect from the pod network
+        with hba.open("a") as f:
+            f.write(f"{pods}\n")
+    opts = (f"-p {port} -k {base} -c listen_addresses=127.0.0.1,{netns.NODE_IP} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
     log = paths.RUN / "postgres.log"
     if os.geteuid() == 0:
@@ -66,7 +71,9 @@ def start_redis(state: State) -> None:
         return
     port = procs.sticky_port(state.ports, "redis")
     pid = procs.spawn("redis", [shutil.which("redis-server") or "redis-server",
-                                "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--port", str(port), "--bind", "127.0.0.1", netns.NODE_IP,
+                                # no password on a dev server reachable from pods only
+                                "--protected-mode", "no", "--save", "",
                                 "--appendonly", "no", "--dir", str(paths.RUN)], paths.RUN)
     procs.wait_until("redis", lambda: procs.port_open(port), 30, pid, paths.RUN / "redis.log")
     state.pids["redis"] = pid
@@ -89,16 +96,30 @@ log4j.logger.kafka.server.BrokerServer=INFO
 """
 
 
-def _kafka_properties(port: int, controller_port: int, data: Path) -> str:
+# Pods reach the environment's broker as the seed names it, through a Service of that name.
+KAFKA_POD_LISTENER = "kafka-0.kafka.svc.cluster.local:9092"
+KAFKA_POD_PORT = 9092
+
+
+def _kafka_properties(port: int, controller_port: int, data: Path, pods: bool = False) -> str:
+    """One KRaft node; with `pods`, a second listener on the node's IP that advertises the
+    cluster DNS name (clients get back the address of the listener they connected to)."""
+    listeners = [f"PLAINTEXT://127.0.0.1:{port}", f"CONTROLLER://127.0.0.1:{controller_port}"]
+    advertised = [f"PLAINTEXT://127.0.0.1:{port}"]
+    protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    if pods:
+        listeners.append(f"POD://{netns.NODE_IP}:{KAFKA_POD_PORT}")
+        advertised.append(f"POD://{KAFKA_POD_LISTENER}")
+        protocols += ",POD:PLAINTEXT"
     return "\n".join([
         "process.roles=broker,controller",
         "node.id=1",
         f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        f"listeners={','.join(listeners)}",
+        f"advertised.listeners={','.join(advertised)}",
         "inter.broker.listener.name=PLAINTEXT",
         "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"listener.security.protocol.map={protocols}",
         f"log.dirs={data}",
         "num.partitions=1",
         "offsets.topic.replication.factor=1",
@@ -123,7 +144,7 @@ def start_kafka(state: State) -> None:
         return
     port = procs.sticky_port(state.ports, "kafka")
     controller = procs.sticky_port(state.ports, "kafka-controller")
-    pid = start_broker(paths.RUN / "kafka", "kafka", port, controller)
+    pid = start_broker(paths.RUN / "kafka", "kafka", port, controller, pods=True)
     state.pids["kafka"] = pid
     state.ports["kafka"] = port
     state.ports["kafka-controller"] = controller
@@ -131,13 +152,13 @@ def start_kafka(state: State) -> None:
     state.save()
 
 
-def start_broker(base: Path, name: str, port: int, controller: int) -> int:
+def start_broker(base: Path, name: str, port: int, controller: int, pods: bool = False) -> int:
     """Format (once) and start a KRaft broker with its data in `base`; returns when the
     broker answers metadata requests. Tests use this for private brokers they may stop."""
     libs = build.kafka_libs()
     base.mkdir(parents=True, exist_ok=True)
     props = base / "server.properties"
-    props.write_text(_kafka_properties(port, controller, base / "data"))
+    props.write_text(_kafka_properties(port, controller, base / "data", pods))
     log4j = base / "log4j.properties"
     log4j.write_text(KAFKA_LOG4J)
     java = _java_cmd(libs, log4j)

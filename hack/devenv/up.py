@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from devenv import build, cluster, paths, procs
+from devenv import addons, build, cluster, imagebuild, netns, node, paths, procs, servers
 from devenv.state import State
 
 SAMPLE_NAMESPACE = "rwadurian"
@@ -75,7 +75,8 @@ def start_stubs(st: State) -> bool:
         return False
     if not _fresh(st, "stubs", code_stamp(paths.REPO / "hack" / "devenv")):
         port = procs.sticky_port(st.ports, "stubs")
-        pid = procs.spawn("stubs", [sys.executable, "-m", "devenv.stubs", "--port", str(port)],
+        pid = procs.spawn("stubs", [sys.executable, "-m", "devenv.stubs", "--port", str(port),
+                                           "--host", "0.0.0.0"],  # noqa: S104 (our netns)
                           paths.RUN, env=_python_env())
         st.pids["stubs"], st.ports["stubs"] = pid, port
         st.save()
@@ -192,18 +193,68 @@ def find_authz_url(st: State, name: str) -> str:
     raise RuntimeError(f"no Ready pod of {name} has a local port yet")
 
 
-def up(st: State) -> None:
-    t0 = time.monotonic()
-    missing: list[str] = []
-    build.all_binaries()
-    from devenv.__main__ import cmd_cluster, cmd_servers
+def start_servers(st: State) -> None:
+    started = time.monotonic()
+    servers.start_postgres(st)
+    _say(f"PostgreSQL 15 on 127.0.0.1:{st.ports['postgres']} and {netns.NODE_IP}")
+    servers.start_redis(st)
+    _say(f"Redis on 127.0.0.1:{st.ports['redis']} and {netns.NODE_IP}")
+    servers.start_kafka(st)
+    _say(f"Kafka {build.kafka_version()} (KRaft) on {st.kafka_brokers}; pods: "
+         f"{servers.KAFKA_POD_LISTENER}")
+    st.write_env_sh()
+    _say(f"servers ready in {time.monotonic() - started:.1f}s")
 
-    cmd_servers(st)
-    cmd_cluster(st)
+
+def start_cluster(st: State) -> None:
+    started = time.monotonic()
+    cluster.start(st)
+    st.write_env_sh()
+    _say(f"Kubernetes {build.k8s_version()} API server on 127.0.0.1:"
+         f"{st.ports['kube-apiserver']} ready in {time.monotonic() - started:.1f}s")
+
+
+def externals(st: State) -> list[addons.External]:
+    """The servers under the DNS names the seed gives them, and the other teams' services
+    under the short names the sample uses (in the sample's namespace)."""
+    out = [addons.External("postgres", "postgres", 5432, st.ports["postgres"]),
+           addons.External("redis", "redis-master", 6379, st.ports["redis"]),
+           addons.External("kafka", "kafka-0", servers.KAFKA_POD_PORT, servers.KAFKA_POD_PORT)]
+    if "stubs" in st.ports:
+        out += [addons.External(SAMPLE_NAMESPACE, name, port, st.ports["stubs"])
+                for name, port in (("identity-service", 3001), ("referral-service", 3003),
+                                   ("statistics-service", 3004))]
+    return out
+
+
+def start_node(st: State) -> None:
+    started = time.monotonic()
+    built = imagebuild.build_all()
+    node.start(st, built.pause.ref)
+    node.import_images(st, built)
+    addons.start(st, externals(st))
+    node.wait_ready(st)
+    _say(f"node {node.NAME} Ready (containerd, kubelet, kube-proxy; CoreDNS, metrics-server) "
+         f"in {time.monotonic() - started:.1f}s")
+
+
+def up(st: State) -> None:
+    """Builds on the host's network (the registries), then does the rest inside the
+    environment's network namespace."""
+    t0 = time.monotonic()
+    if not netns.inside():
+        build.all_binaries()
+        imagebuild.build_all()
+        netns.ensure()
+        netns.reexec_inside(["up"])
+    missing: list[str] = []
+    start_servers(st)
+    start_cluster(st)
     start_podrunner(st)
-    _say("pod runner started (runs pods of image authorization-service:* for real)")
+    _say("pod runner started (runs pods of image authorization-service:* on kwok's nodes)")
     if not start_stubs(st):
         missing.append("referral/statistics stand-ins")
+    start_node(st)
     crd_ok = install_crds(st)
     op_ok = crd_ok and start_operator(st)
     if not crd_ok:
@@ -225,6 +276,7 @@ def up(st: State) -> None:
 
 def next_steps(st: State, missing: list[str]) -> str:
     lines = ["", "The local environment is up. Next:",
+             "  ./hack/shell                  # a shell inside its network namespace, with",
              "  source .local/env.sh          # KUBECONFIG, PATH (kubectl), DATABASE_URL, ...",
              "  kubectl get authorizationservices -A",
              "  ./hack/test                   # the whole suite, reusing this environment",

@@ -11,6 +11,17 @@ command -v redis-server >/dev/null || need_debs+=(redis-server)
 command -v java >/dev/null || need_debs+=(default-jre-headless)
 command -v mvn >/dev/null || need_debs+=(maven)
 command -v openssl >/dev/null || need_debs+=(openssl)
+# The real node: container runtime, CNI plugins, image builders, the sandbox's init, and the
+# network tools that make the environment's namespace.
+command -v containerd >/dev/null || need_debs+=(containerd)
+command -v runc >/dev/null || need_debs+=(runc)
+[ -x /usr/lib/cni/bridge ] || need_debs+=(containernetworking-plugins)
+command -v buildah >/dev/null || need_debs+=(buildah)
+command -v mmdebstrap >/dev/null || need_debs+=(mmdebstrap)
+command -v catatonit >/dev/null || need_debs+=(catatonit)
+command -v iptables >/dev/null || need_debs+=(iptables)
+command -v ip >/dev/null || need_debs+=(iproute2)
+command -v nsenter >/dev/null || need_debs+=(util-linux)
 if [ ${#need_debs[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_debs[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -3,10 +3,26 @@ kubeconfig, and waiting by watching (never by sleeping)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import client, config, watch
+
+T = TypeVar("T")
+
+
+def poll_until(what: str, probe: Callable[[], T | None], timeout: float = 60,
+               interval: float = 1.0) -> T:
+    """For APIs that cannot be watched (metrics): ask until `probe` returns something."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: nothing within {timeout:.0f}s")
+        time.sleep(interval)
 
 
 def api_client(kubeconfig: str) -> Any:
