@@ -15,8 +15,6 @@ import datetime
 import json
 import os
 import secrets as _secrets
-import threading
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -86,8 +84,6 @@ class Kube:
     def __init__(self, api_client: Any, field_manager: str = r.FIELD_MANAGER) -> None:
         self.api = api_client
         self.field_manager = field_manager
-        self.requests: Counter[str] = Counter()   # "GET", "PATCH", ...: for tests and metrics
-        self._lock = threading.Lock()
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None) -> Kube:
@@ -113,8 +109,6 @@ class Kube:
         m, url, hdrs, data, _ = self.api.param_serialize(
             method=method, resource_path=path, query_params=query or [], header_params=headers,
             body=body, auth_settings=["BearerToken"])
-        with self._lock:
-            self.requests[method] += 1
         try:
             resp = self.api.call_api(m, url, header_params=hdrs, body=data, _request_timeout=30)
         except k8s_client.ApiException as exc:  # connection errors surface as status 0

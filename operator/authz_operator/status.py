@@ -14,8 +14,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-CONDITION_TYPES = ("Ready", "Available", "Progressing", "Degraded", "Migrated")
-
 
 class Phase(enum.StrEnum):
     PENDING = "Pending"
@@ -114,11 +112,6 @@ def find(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> Mapping[
         if c.get("type") == type_:
             return c
     return None
-
-
-def is_true(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> bool:
-    c = find(conditions, type_)
-    return c is not None and c.get("status") == "True"
 
 
 def reason_of(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> str | None:
