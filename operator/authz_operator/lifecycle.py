@@ -9,6 +9,7 @@ reconcile sends nothing to the API server.
 from __future__ import annotations
 
 import datetime
+import enum
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -284,20 +285,36 @@ def job_state(job: Mapping[str, Any]) -> str:
     return "Running"
 
 
-def parse_result(message: str | None) -> tuple[str | None, str | None]:
-    """(schemaVersion, error) from a migration container's termination message."""
+class MigrateCode(enum.StrEnum):
+    """The `code` of a failed `authz-service migrate` (docs/service.md, "Termination message")
+    that the operator decides by; any other code is a plain failure."""
+
+    IRREVERSIBLE = "irreversible"
+    SCHEMA_NEWER = "schema_newer"
+
+
+@dataclass(frozen=True)
+class MigrateResult:
+    schema_version: str | None = None
+    error: str | None = None
+    code: str | None = None
+
+
+def parse_result(message: str | None) -> MigrateResult:
+    """What a migration container's termination message says: its schema version, or its
+    error and code (None when the container wrote no JSON, e.g. it crashed)."""
     if not message:
-        return None, None
+        return MigrateResult()
     try:
         data = json.loads(message)
     except ValueError:
-        return None, " ".join(message.split())[-500:]
+        return MigrateResult(error=" ".join(message.split())[-500:])
     if not isinstance(data, dict):
-        return None, message[-500:]
+        return MigrateResult(error=message[-500:])
     if data.get("error"):
-        return None, str(data["error"])
+        return MigrateResult(error=str(data["error"]), code=str(data.get("code") or "") or None)
     version = data.get("schemaVersion")
-    return (str(version) if version is not None else None), None
+    return MigrateResult(schema_version=str(version) if version is not None else None)
 
 
 def _recorded_error(mig: Mapping[str, Any], job_name: str) -> str | None:
@@ -493,9 +510,11 @@ def decide(obs: Observed) -> Plan:
                 events.append(Event("Normal", Reason.MIGRATION_STARTED, hold_reason[1]))
             else:
                 jstate = job_state(job)
-                version, error = parse_result(obs.job_results.get(job_name))
+                result = parse_result(obs.job_results.get(job_name))
+                version, error, code = result.schema_version, result.error, result.code
                 if jstate == "Failed" and error is None:
                     error = _recorded_error(mig, job_name)
+                    code = mig.get("code") if error is not None else None
                 if jstate == "Running":
                     hold_reason = (Reason.MIGRATING, running_msg)
                     migrated = Condition("Migrated", False, Reason.MIGRATING, hold_reason[1])
@@ -521,12 +540,12 @@ def decide(obs: Observed) -> Plan:
                 else:
                     message = f"Job {job_name} failed: {error or _NO_ERROR}"
                     if direction == "up":
-                        reason = (Reason.SCHEMA_NEWER if error and "is newer than" in error
+                        reason = (Reason.SCHEMA_NEWER if code == MigrateCode.SCHEMA_NEWER
                                   else Reason.MIGRATION_FAILED)
                         hold = {"key": key, "retry": retry, "reason": str(reason),
                                 "to": st.get("revision"), "message": message}
                     else:
-                        reason = (Reason.ROLLBACK_REFUSED if error and "irreversible" in error
+                        reason = (Reason.ROLLBACK_REFUSED if code == MigrateCode.IRREVERSIBLE
                                   else Reason.ROLLBACK_FAILED)
                         assert hold is not None
                         hold = {**hold, "blocked": str(reason), "message": message}
@@ -535,7 +554,8 @@ def decide(obs: Observed) -> Plan:
                     migrated = Condition("Migrated", False, reason, message)
                     extra["lastRevision"] = max(last_rev, number)
                     if mig.get("job") != job_name or mig.get("phase") != "Failed":
-                        extra["migration"] = {**record, "phase": "Failed", "message": message}
+                        extra["migration"] = {**record, "phase": "Failed", "message": message,
+                                              "code": code}
                         events.append(Event("Warning", reason, message))
     if hold is not None and hold.get("blocked") and failed_now is None:
         failed_now = (str(hold["blocked"]), str(hold.get("message")))
