@@ -16,19 +16,18 @@ import json
 import os
 import secrets as _secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from authz_operator import resources as r
+from authz_operator.kinds import KINDS, Kind
 from authz_operator.lifecycle import SecretView
-from authz_operator.spec import GROUP, PLURAL, VERSION
 from authz_operator.status import Event, timestamp
 
 Obj = dict[str, Any]
+__all__ = ["KINDS", "Kind", "Kube", "KubeError"]
 
 
 class KubeError(Exception):
@@ -42,40 +41,6 @@ class KubeError(Exception):
     @property
     def transient(self) -> bool:
         return self.status in (0, 409, 429) or self.status >= 500
-
-
-@dataclass(frozen=True)
-class Kind:
-    group: str
-    version: str
-    plural: str
-
-    def path(self, namespace: str | None, name: str | None = None, sub: str | None = None) -> str:
-        base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
-        if namespace is not None:
-            base += f"/namespaces/{quote(namespace)}"
-        base += f"/{self.plural}"
-        if name is not None:
-            base += f"/{quote(name)}"
-        if sub is not None:
-            base += f"/{sub}"
-        return base
-
-
-KINDS: dict[str, Kind] = {
-    "ConfigMap": Kind("", "v1", "configmaps"),
-    "Secret": Kind("", "v1", "secrets"),
-    "Service": Kind("", "v1", "services"),
-    "ServiceAccount": Kind("", "v1", "serviceaccounts"),
-    "Pod": Kind("", "v1", "pods"),
-    "Event": Kind("", "v1", "events"),
-    "Deployment": Kind("apps", "v1", "deployments"),
-    "Job": Kind("batch", "v1", "jobs"),
-    "HorizontalPodAutoscaler": Kind("autoscaling", "v2", "horizontalpodautoscalers"),
-    "Ingress": Kind("networking.k8s.io", "v1", "ingresses"),
-    "PodDisruptionBudget": Kind("policy", "v1", "poddisruptionbudgets"),
-    "AuthorizationService": Kind(GROUP, VERSION, PLURAL),
-}
 
 
 class Kube:

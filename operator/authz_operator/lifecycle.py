@@ -28,6 +28,7 @@ from authz_operator.status import (
     reason_of,
     timestamp,
 )
+from authz_operator.workload import job_state, rollout_state, serving
 
 Obj = dict[str, Any]
 
@@ -108,42 +109,6 @@ def missing_secret_keys(spec: Spec, secrets: Mapping[str, SecretView | None]) ->
         if item not in out:
             out.append(item)
     return out
-
-
-@dataclass(frozen=True)
-class RolloutState:
-    complete: bool
-    failed: bool
-    message: str
-
-
-def rollout_state(dep: Mapping[str, Any], min_replicas: int = 0) -> RolloutState:
-    """`kubectl rollout status` semantics for a live Deployment, also waiting for
-    `min_replicas` (an HPA's minimum: a fresh Deployment starts with one pod)."""
-    meta, spec, st = dep.get("metadata", {}), dep.get("spec", {}), dep.get("status") or {}
-    want = max(int(spec.get("replicas", 1)), min_replicas)
-    if int(st.get("observedGeneration", 0)) < int(meta.get("generation", 1)):
-        return RolloutState(False, False, "waiting for the Deployment controller")
-    for c in st.get("conditions") or []:
-        if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded":
-            return RolloutState(False, True, str(c.get("message") or "progress deadline"))
-    updated = int(st.get("updatedReplicas", 0))
-    replicas = int(st.get("replicas", 0))
-    available = int(st.get("availableReplicas", 0))
-    if updated < want:
-        return RolloutState(False, False, f"{updated} of {want} replicas updated")
-    if replicas > updated:
-        return RolloutState(False, False, f"{replicas - updated} old replicas terminating")
-    if available < updated:
-        return RolloutState(False, False, f"{available} of {updated} updated replicas available")
-    return RolloutState(True, False, f"{available} of {want} replicas available")
-
-
-def _serving(dep: Mapping[str, Any]) -> bool:
-    """Some pods of the current template are available and no old-template pods are left."""
-    st = dep.get("status") or {}
-    return (int(st.get("availableReplicas", 0)) > 0
-            and int(st.get("replicas", 0)) == int(st.get("updatedReplicas", 0)))
 
 
 def deployment_available(dep: Mapping[str, Any] | None) -> Condition:
@@ -273,16 +238,6 @@ def _apply_events(obs: Observed, applies: Sequence[Apply],
             image = a.obj["spec"]["template"]["spec"]["containers"][0]["image"]
             events.append(Event("Normal", Reason.ROLLOUT_STARTED, f"rolling out {image}"))
     return events
-
-
-def job_state(job: Mapping[str, Any]) -> str:
-    """Running, Succeeded or Failed, from the Job's conditions."""
-    for c in (job.get("status") or {}).get("conditions") or []:
-        if c.get("status") == "True" and c.get("type") in ("Complete", "SuccessCriteriaMet"):
-            return "Succeeded"
-        if c.get("status") == "True" and c.get("type") in ("Failed", "FailureTarget"):
-            return "Failed"
-    return "Running"
 
 
 class MigrateCode(enum.StrEnum):
@@ -634,7 +589,7 @@ def decide(obs: Observed) -> Plan:
         state = rollout_state(dep, _min_replicas(spec))
         crashed = None if state.complete else crash_message(obs.pods, target.image)
         current = st.get("revisionKey") == target_key
-        if state.complete or (current and _serving(dep)):
+        if state.complete or (current and serving(dep)):
             if not current:
                 extra.update(_record_revision(obs, spec, target, str(target_key), history,
                                               db, mig, last_rev, hold))
