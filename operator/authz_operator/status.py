@@ -26,6 +26,21 @@ class Phase(enum.StrEnum):
     PAUSED = "Paused"
 
 
+class Outcome(enum.StrEnum):
+    """How a revision in status.history ended."""
+
+    DEPLOYED = "Deployed"
+    FAILED = "Failed"
+    ROLLED_BACK = "RolledBack"
+
+
+class Direction(enum.StrEnum):
+    """Which way a migration Job moves the schema."""
+
+    UP = "up"
+    DOWN = "down"
+
+
 class Reason(enum.StrEnum):
     """Reasons used for conditions and events; users search events by these."""
 
@@ -58,6 +73,7 @@ class Reason(enum.StrEnum):
     ROLLED_BACK = "RolledBack"
     ROLLBACK_REFUSED = "RollbackRefused"
     ROLLBACK_FAILED = "RollbackFailed"
+    RETRYING = "Retrying"
 
 
 @dataclass(frozen=True)
