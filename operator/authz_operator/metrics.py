@@ -32,7 +32,7 @@ from prometheus_client import (
 from prometheus_client.exposition import generate_latest, start_http_server
 
 from authz_operator import resources as r
-from authz_operator.status import Reason
+from authz_operator.status import Direction, Reason
 from authz_operator.workload import JobState, job_endings
 
 REGISTRY = CollectorRegistry()
@@ -127,7 +127,7 @@ def finished_migration(old: Mapping[str, Any], new: Mapping[str, Any],
     name = str(after.get("job"))
     job = jobs.get(name) or {}
     labels = (job.get("metadata") or {}).get("labels") or {}
-    direction = str(after.get("direction") or labels.get(r.LABEL_MIGRATION) or "up")
+    direction = str(after.get("direction") or labels.get(r.LABEL_MIGRATION) or Direction.UP)
     return MigrationFinished(
         job=name, uid=str((job.get("metadata") or {}).get("uid") or name),
         direction=direction, outcome=SUCCEEDED if phase == JobState.SUCCEEDED else FAILED,
@@ -137,7 +137,8 @@ def finished_migration(old: Mapping[str, Any], new: Mapping[str, Any],
 def finished_rollback(events: Sequence[str], migration: MigrationFinished | None) -> str | None:
     """`succeeded` when the reconcile reports RolledBack (posted once, on the transition),
     `failed` when a rollback's down-migration failed; else None."""
-    if migration is not None and migration.direction == "down" and migration.outcome == FAILED:
+    if (migration is not None and migration.direction == Direction.DOWN
+            and migration.outcome == FAILED):
         return FAILED
     if Reason.ROLLED_BACK in events:
         return SUCCEEDED

@@ -25,11 +25,13 @@ from typing import Any
 from authz_operator import kinds
 from authz_operator import resources as r
 from authz_operator.spec import KIND
+from authz_operator.status import Outcome
 from authz_operator.workload import JobState, Replicas, job_endings, job_state
 
 Obj = Mapping[str, Any]
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EVENTS_SHOWN = 10
+_DEPLOYED = (Outcome.DEPLOYED, Outcome.ROLLED_BACK)   # revisions one may roll back to
 
 
 class PluginError(Exception):
@@ -198,12 +200,12 @@ def rollback_revision(body: Obj, to: int | None) -> int:
             raise PluginError(f"{name}: revision {to} is not recorded (recorded: {known})")
         if to == serving:
             raise PluginError(f"{name}: revision {to} is the one serving now")
-        if entry.get("outcome") not in (None, "Deployed", "RolledBack"):
+        if entry.get("outcome") not in (None, *_DEPLOYED):
             raise PluginError(f"{name}: revision {to} never deployed successfully "
                               f"(outcome {entry.get('outcome')})")
         return to
     candidates = [h["revision"] for h in history
-                  if h["revision"] != serving and h.get("outcome") in ("Deployed", "RolledBack")
+                  if h["revision"] != serving and h.get("outcome") in _DEPLOYED
                   and (serving is None or h["revision"] < serving)]
     if not candidates:
         raise PluginError(f"{name}: no earlier deployed revision to roll back to")

@@ -16,6 +16,7 @@ from typing import Any
 
 from authz_operator import kinds
 from authz_operator.spec import API_VERSION, KIND, Spec, image_tag
+from authz_operator.status import Direction
 
 Obj = dict[str, Any]
 
@@ -399,7 +400,8 @@ def desired_migration_job(spec: Spec, owner: Owner, target: Target, revision: in
     command = ["authz-service", "migrate", "up"]
     if down_to is not None:
         command = ["authz-service", "migrate", "down", "--to", down_to]
-    extra = {LABEL_REVISION: str(revision), LABEL_MIGRATION: "down" if down_to else "up"}
+    direction = Direction.DOWN if down_to else Direction.UP
+    extra = {LABEL_REVISION: str(revision), LABEL_MIGRATION: str(direction)}
     container: Obj = {
         "name": MIGRATE_CONTAINER,
         "image": target.image,
