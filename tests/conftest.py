@@ -143,9 +143,3 @@ def namespace(cluster: DevEnv) -> Iterator[str]:
     yield name
     core.delete_namespace(name)
     api_client.close()
-
-
-@pytest.fixture
-def kafka_control(private_kafka: PrivateKafka) -> PrivateKafka:
-    """Another name for `private_kafka`: a broker a test may stop and restart."""
-    return private_kafka

@@ -10,31 +10,19 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
+
+from kubernetes.utils import quantity
 
 from authz_operator.resources import desired_hash
 
-_SUFFIXES: dict[str, Decimal] = {
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9,
-    "T": Decimal(10) ** 12, "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30,
-    "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
-}
-
 
 def parse_quantity(value: str) -> Decimal | None:
-    """A Kubernetes quantity as a number, or None when it is not one."""
-    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
-        if suffix and value.endswith(suffix):
-            number = value[: -len(suffix)]
-            break
-    else:
-        suffix, number = "", value
+    """A Kubernetes quantity as a number, or None when it is not one (the client's parser)."""
     try:
-        return Decimal(number) * _SUFFIXES[suffix]
-    except InvalidOperation:
+        return Decimal(quantity.parse_quantity(value))
+    except ValueError:
         return None
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import kopf
 
-from authz_operator import metrics, resources
+from authz_operator import kinds, metrics, resources
 from authz_operator.kube import Kube, KubeError
 from authz_operator.reconciler import Reconciler
 from authz_operator.spec import GROUP, KIND, PLURAL, VERSION, raw_secret_names
@@ -26,17 +26,7 @@ log = logging.getLogger("authz_operator.handlers")
 
 CR = (GROUP, VERSION, PLURAL)
 OWNED = {"app.kubernetes.io/managed-by": resources.MANAGED_BY}
-CHILD_RESOURCES = (
-    ("apps", "v1", "deployments"),
-    ("", "v1", "configmaps"),
-    ("", "v1", "services"),
-    ("", "v1", "serviceaccounts"),
-    ("autoscaling", "v2", "horizontalpodautoscalers"),
-    ("networking.k8s.io", "v1", "ingresses"),
-    ("policy", "v1", "poddisruptionbudgets"),
-    ("batch", "v1", "jobs"),
-    ("", "v1", "pods"),   # a crashing pod of a rollout is noticed without waiting for deadlines
-)
+CHILD_RESOURCES = tuple((k.group, k.version, k.plural) for k in kinds.WATCHED)
 ANNOTATION_PREFIX = "authz.rwadurian.io"
 RETRIES = 3
 # Handler ids: kopf's, and the `handler` label of authz_operator_reconciles_total and

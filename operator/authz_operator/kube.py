@@ -15,22 +15,19 @@ import datetime
 import json
 import os
 import secrets as _secrets
-import threading
-from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from authz_operator import resources as r
+from authz_operator.kinds import KINDS, Kind
 from authz_operator.lifecycle import SecretView
-from authz_operator.spec import GROUP, PLURAL, VERSION
 from authz_operator.status import Event, timestamp
 
 Obj = dict[str, Any]
+__all__ = ["KINDS", "Kind", "Kube", "KubeError"]
 
 
 class KubeError(Exception):
@@ -46,48 +43,12 @@ class KubeError(Exception):
         return self.status in (0, 409, 429) or self.status >= 500
 
 
-@dataclass(frozen=True)
-class Kind:
-    group: str
-    version: str
-    plural: str
-
-    def path(self, namespace: str | None, name: str | None = None, sub: str | None = None) -> str:
-        base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
-        if namespace is not None:
-            base += f"/namespaces/{quote(namespace)}"
-        base += f"/{self.plural}"
-        if name is not None:
-            base += f"/{quote(name)}"
-        if sub is not None:
-            base += f"/{sub}"
-        return base
-
-
-KINDS: dict[str, Kind] = {
-    "ConfigMap": Kind("", "v1", "configmaps"),
-    "Secret": Kind("", "v1", "secrets"),
-    "Service": Kind("", "v1", "services"),
-    "ServiceAccount": Kind("", "v1", "serviceaccounts"),
-    "Pod": Kind("", "v1", "pods"),
-    "Event": Kind("", "v1", "events"),
-    "Deployment": Kind("apps", "v1", "deployments"),
-    "Job": Kind("batch", "v1", "jobs"),
-    "HorizontalPodAutoscaler": Kind("autoscaling", "v2", "horizontalpodautoscalers"),
-    "Ingress": Kind("networking.k8s.io", "v1", "ingresses"),
-    "PodDisruptionBudget": Kind("policy", "v1", "poddisruptionbudgets"),
-    "AuthorizationService": Kind(GROUP, VERSION, PLURAL),
-}
-
-
 class Kube:
     """Synchronous, dict-based access to the API server with one field manager."""
 
     def __init__(self, api_client: Any, field_manager: str = r.FIELD_MANAGER) -> None:
         self.api = api_client
         self.field_manager = field_manager
-        self.requests: Counter[str] = Counter()   # "GET", "PATCH", ...: for tests and metrics
-        self._lock = threading.Lock()
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None) -> Kube:
@@ -113,8 +74,6 @@ class Kube:
         m, url, hdrs, data, _ = self.api.param_serialize(
             method=method, resource_path=path, query_params=query or [], header_params=headers,
             body=body, auth_settings=["BearerToken"])
-        with self._lock:
-            self.requests[method] += 1
         try:
             resp = self.api.call_api(m, url, header_params=hdrs, body=data, _request_timeout=30)
         except k8s_client.ApiException as exc:  # connection errors surface as status 0

@@ -32,7 +32,8 @@ from prometheus_client import (
 from prometheus_client.exposition import generate_latest, start_http_server
 
 from authz_operator import resources as r
-from authz_operator.status import Reason
+from authz_operator.status import Direction, Reason
+from authz_operator.workload import JobState, job_endings
 
 REGISTRY = CollectorRegistry()
 for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
@@ -107,9 +108,7 @@ def job_seconds(job: Mapping[str, Any]) -> float | None:
     start = _time(st.get("startTime"))
     end = _time(st.get("completionTime"))
     if end is None:
-        ends = [_time(c.get("lastTransitionTime")) for c in st.get("conditions") or []
-                if c.get("status") == "True" and c.get("type") in (
-                    "Complete", "SuccessCriteriaMet", "Failed", "FailureTarget")]
+        ends = [_time(c.get("lastTransitionTime")) for c in job_endings(job)]
         end = min((e for e in ends if e is not None), default=None)
     if start is None or end is None:
         return None
@@ -121,24 +120,25 @@ def finished_migration(old: Mapping[str, Any], new: Mapping[str, Any],
     """The migration Job whose outcome the new status records for the first time."""
     before, after = old.get("migration") or {}, new.get("migration") or {}
     phase = after.get("phase")
-    if phase not in ("Succeeded", "Failed"):
+    if phase not in (JobState.SUCCEEDED, JobState.FAILED):
         return None
     if before.get("job") == after.get("job") and before.get("phase") == phase:
         return None   # recorded by an earlier reconcile
     name = str(after.get("job"))
     job = jobs.get(name) or {}
     labels = (job.get("metadata") or {}).get("labels") or {}
-    direction = str(after.get("direction") or labels.get(r.LABEL_MIGRATION) or "up")
+    direction = str(after.get("direction") or labels.get(r.LABEL_MIGRATION) or Direction.UP)
     return MigrationFinished(
         job=name, uid=str((job.get("metadata") or {}).get("uid") or name),
-        direction=direction, outcome=SUCCEEDED if phase == "Succeeded" else FAILED,
+        direction=direction, outcome=SUCCEEDED if phase == JobState.SUCCEEDED else FAILED,
         seconds=job_seconds(job) if job else None)
 
 
 def finished_rollback(events: Sequence[str], migration: MigrationFinished | None) -> str | None:
     """`succeeded` when the reconcile reports RolledBack (posted once, on the transition),
     `failed` when a rollback's down-migration failed; else None."""
-    if migration is not None and migration.direction == "down" and migration.outcome == FAILED:
+    if (migration is not None and migration.direction == Direction.DOWN
+            and migration.outcome == FAILED):
         return FAILED
     if Reason.ROLLED_BACK in events:
         return SUCCEEDED

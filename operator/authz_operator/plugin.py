@@ -22,12 +22,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from authz_operator import kinds
 from authz_operator import resources as r
-from authz_operator.spec import API_VERSION, KIND, PLURAL
+from authz_operator.spec import KIND
+from authz_operator.status import Outcome
+from authz_operator.workload import JobState, Replicas, job_endings, job_state
 
 Obj = Mapping[str, Any]
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EVENTS_SHOWN = 10
+_DEPLOYED = (Outcome.DEPLOYED, Outcome.ROLLED_BACK)   # revisions one may roll back to
 
 
 class PluginError(Exception):
@@ -62,21 +66,13 @@ def child_health(kind: str, obj: Obj | None) -> tuple[bool, str]:
         return False, "missing"
     spec, st = obj.get("spec") or {}, obj.get("status") or {}
     if kind == "Deployment":
-        want = int(spec.get("replicas", 1))
-        ready = int(st.get("readyReplicas", 0))
-        updated = int(st.get("updatedReplicas", 0))
+        n = Replicas.of(obj)
         image = ",".join(c.get("image", "?") for c in
                          spec.get("template", {}).get("spec", {}).get("containers", []))
-        healthy = ready >= want and updated >= want
-        return healthy, f"{ready}/{want} ready, {updated} updated, {image}"
+        healthy = n.ready >= n.wanted and n.updated >= n.wanted
+        return healthy, f"{n.ready}/{n.wanted} ready, {n.updated} updated, {image}"
     if kind == "Job":
-        for cond in st.get("conditions") or []:
-            if cond.get("type") == "Failed" and cond.get("status") == "True":
-                return False, f"failed: {cond.get('reason', '')} {cond.get('message', '')}".strip()
-            if cond.get("type") == "Complete" and cond.get("status") == "True":
-                return True, "complete"
-        active, failed = int(st.get("active", 0)), int(st.get("failed", 0))
-        return True, f"running ({active} active, {failed} failed)"
+        return _job_health(obj)
     if kind == "HorizontalPodAutoscaler":
         return True, (f"{st.get('currentReplicas', 0)} replicas "
                       f"(min {spec.get('minReplicas', 1)}, max {spec.get('maxReplicas', '?')})")
@@ -92,6 +88,17 @@ def child_health(kind: str, obj: Obj | None) -> tuple[bool, str]:
     if kind == "ConfigMap":
         return True, f"{len(obj.get('data') or {})} keys"
     return True, "present"
+
+
+def _job_health(job: Obj) -> tuple[bool, str]:
+    state, st = job_state(job), job.get("status") or {}
+    if state is JobState.FAILED:
+        end = job_endings(job)[0]
+        return False, f"failed: {end.get('reason', '')} {end.get('message', '')}".strip()
+    if state is JobState.SUCCEEDED:
+        return True, "complete"
+    active, failed = int(st.get("active", 0)), int(st.get("failed", 0))
+    return True, f"running ({active} active, {failed} failed)"
 
 
 def _condition_mark(cond: Obj) -> str:
@@ -193,12 +200,12 @@ def rollback_revision(body: Obj, to: int | None) -> int:
             raise PluginError(f"{name}: revision {to} is not recorded (recorded: {known})")
         if to == serving:
             raise PluginError(f"{name}: revision {to} is the one serving now")
-        if entry.get("outcome") not in (None, "Deployed", "RolledBack"):
+        if entry.get("outcome") not in (None, *_DEPLOYED):
             raise PluginError(f"{name}: revision {to} never deployed successfully "
                               f"(outcome {entry.get('outcome')})")
         return to
     candidates = [h["revision"] for h in history
-                  if h["revision"] != serving and h.get("outcome") in ("Deployed", "RolledBack")
+                  if h["revision"] != serving and h.get("outcome") in _DEPLOYED
                   and (serving is None or h["revision"] < serving)]
     if not candidates:
         raise PluginError(f"{name}: no earlier deployed revision to roll back to")
@@ -218,25 +225,12 @@ def paused_patch(paused: bool) -> dict[str, Any]:
 
 
 def _kinds() -> dict[str, Any]:
+    """pykube object classes for the kinds the plugin reads (kinds.PLUGIN_KINDS)."""
     from pykube.objects import NamespacedAPIObject
 
-    def kind(name: str, version: str, endpoint: str) -> Any:
-        return type(name, (NamespacedAPIObject,),
-                    {"version": version, "endpoint": endpoint, "kind": name})
-
-    return {
-        KIND: kind(KIND, API_VERSION, PLURAL),
-        "ServiceAccount": kind("ServiceAccount", "v1", "serviceaccounts"),
-        "ConfigMap": kind("ConfigMap", "v1", "configmaps"),
-        "Service": kind("Service", "v1", "services"),
-        "Deployment": kind("Deployment", "apps/v1", "deployments"),
-        "HorizontalPodAutoscaler": kind("HorizontalPodAutoscaler", "autoscaling/v2",
-                                        "horizontalpodautoscalers"),
-        "PodDisruptionBudget": kind("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets"),
-        "Ingress": kind("Ingress", "networking.k8s.io/v1", "ingresses"),
-        "Job": kind("Job", "batch/v1", "jobs"),
-        "Event": kind("Event", "v1", "events"),
-    }
+    return {k.kind: type(k.kind, (NamespacedAPIObject,),
+                         {"version": k.api_version, "endpoint": k.plural, "kind": k.kind})
+            for k in kinds.PLUGIN_KINDS}
 
 
 class Client:
@@ -278,8 +272,7 @@ class Client:
                       "app.kubernetes.io/managed-by": r.MANAGED_BY})
         out += [Child("Job", j.name, j.obj) for j in sorted(jobs, key=lambda j: j.name)]
         # optional children that are absent on purpose are not news
-        optional = {"HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress"}
-        return [c for c in out if c.obj is not None or c.kind not in optional]
+        return [c for c in out if c.obj is not None or c.kind not in kinds.OPTIONAL_KINDS]
 
     def events(self, name: str, children: Sequence[Child]) -> list[Obj]:
         wanted = {(KIND, name)} | {(c.kind, c.name) for c in children}

@@ -17,6 +17,7 @@ from authz_operator import lifecycle, metrics, resources
 from authz_operator.diff import Change
 from authz_operator.kube import Kube
 from authz_operator.spec import SpecError, parse_spec
+from authz_operator.workload import JobState, job_state
 
 log = logging.getLogger("authz_operator.reconciler")
 
@@ -82,11 +83,11 @@ def _observe_jobs(kube: Kube, namespace: str, owner: resources.Owner,
     results: dict[str, str] = {}
     newest = int(migration.get("revision") or 0)
     for name, job in jobs.items():
-        if lifecycle.job_state(job) == "Running":
+        if job_state(job) is JobState.RUNNING:
             continue
         revision = int((job["metadata"].get("labels") or {}).get(resources.LABEL_REVISION, 0))
         recorded = migration.get("job") == name and migration.get("phase") in (
-            "Succeeded", "Failed")
+            JobState.SUCCEEDED, JobState.FAILED)
         if recorded or revision < newest:
             continue
         message = termination_message(kube, namespace, name)

@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from authz_operator import kinds
 from authz_operator.spec import API_VERSION, KIND, Spec, image_tag
+from authz_operator.status import Direction
 
 Obj = dict[str, Any]
 
@@ -88,8 +90,10 @@ class ChildNames:
 def child_names(name: str) -> ChildNames:
     """Every child's fixed name. The CRD limits `name` so that all of these are valid."""
     return ChildNames(
-        deployment=name, service=name, service_account=name, config_map=f"{name}-config",
-        hpa=name, pdb=name, ingress=name,
+        deployment=child_name(name, "Deployment"), service=child_name(name, "Service"),
+        service_account=child_name(name, "ServiceAccount"),
+        config_map=child_name(name, "ConfigMap"), hpa=child_name(name, "HorizontalPodAutoscaler"),
+        pdb=child_name(name, "PodDisruptionBudget"), ingress=child_name(name, "Ingress"),
     )
 
 
@@ -396,7 +400,8 @@ def desired_migration_job(spec: Spec, owner: Owner, target: Target, revision: in
     command = ["authz-service", "migrate", "up"]
     if down_to is not None:
         command = ["authz-service", "migrate", "down", "--to", down_to]
-    extra = {LABEL_REVISION: str(revision), LABEL_MIGRATION: "down" if down_to else "up"}
+    direction = Direction.DOWN if down_to else Direction.UP
+    extra = {LABEL_REVISION: str(revision), LABEL_MIGRATION: str(direction)}
     container: Obj = {
         "name": MIGRATE_CONTAINER,
         "image": target.image,
@@ -426,8 +431,7 @@ def desired_migration_job(spec: Spec, owner: Owner, target: Target, revision: in
 
 
 # The kinds the operator owns and may delete when no longer desired, in apply order.
-OWNED_KINDS = ("ServiceAccount", "ConfigMap", "Service", "Deployment",
-               "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress")
+OWNED_KINDS = kinds.OWNED_KINDS
 
 
 def desired_children(spec: Spec, owner: Owner, target: Target) -> dict[str, Obj | None]:
@@ -445,10 +449,4 @@ def desired_children(spec: Spec, owner: Owner, target: Target) -> dict[str, Obj 
 
 
 def child_name(owner_name: str, kind: str) -> str:
-    names = child_names(owner_name)
-    return {
-        "ServiceAccount": names.service_account, "ConfigMap": names.config_map,
-        "Service": names.service, "Deployment": names.deployment,
-        "HorizontalPodAutoscaler": names.hpa, "PodDisruptionBudget": names.pdb,
-        "Ingress": names.ingress,
-    }[kind]
+    return kinds.CHILD[kind].name(owner_name)

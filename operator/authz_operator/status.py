@@ -14,8 +14,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-CONDITION_TYPES = ("Ready", "Available", "Progressing", "Degraded", "Migrated")
-
 
 class Phase(enum.StrEnum):
     PENDING = "Pending"
@@ -26,6 +24,21 @@ class Phase(enum.StrEnum):
     FAILED = "Failed"
     ROLLING_BACK = "RollingBack"
     PAUSED = "Paused"
+
+
+class Outcome(enum.StrEnum):
+    """How a revision in status.history ended."""
+
+    DEPLOYED = "Deployed"
+    FAILED = "Failed"
+    ROLLED_BACK = "RolledBack"
+
+
+class Direction(enum.StrEnum):
+    """Which way a migration Job moves the schema."""
+
+    UP = "up"
+    DOWN = "down"
 
 
 class Reason(enum.StrEnum):
@@ -60,6 +73,7 @@ class Reason(enum.StrEnum):
     ROLLED_BACK = "RolledBack"
     ROLLBACK_REFUSED = "RollbackRefused"
     ROLLBACK_FAILED = "RollbackFailed"
+    RETRYING = "Retrying"
 
 
 @dataclass(frozen=True)
@@ -114,11 +128,6 @@ def find(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> Mapping[
         if c.get("type") == type_:
             return c
     return None
-
-
-def is_true(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> bool:
-    c = find(conditions, type_)
-    return c is not None and c.get("status") == "True"
 
 
 def reason_of(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> str | None:

@@ -1,7 +1,8 @@
 """Console entry point `authz-service`: `serve` (default) and `migrate up|down --to V|status`.
 
 Exit codes: 0 success; 1 a migration or runtime failure (refusal, SQL error, database
-unreachable); 2 a usage or configuration error. Failures print one line on stderr.
+unreachable); 2 a usage or configuration error. Failures print one line on stderr, and
+`migrate` writes `{"code", "error"}` as its termination message (`migrate.Code`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import psycopg
 
 from authz_service.config import ConfigError, load_config, parse_database_url
 from authz_service.migrate import (
+    Code,
     MigrationError,
     Migrator,
     discover,
+    failure,
     migrations_dir,
     write_termination,
 )
@@ -78,7 +81,8 @@ def _connect(conninfo: str, wait: float) -> psycopg.Connection[Any]:
         except psycopg.OperationalError as exc:
             if time.monotonic() >= deadline:
                 detail = " ".join(str(exc).split())
-                raise MigrationError(f"cannot connect to the database: {detail}") from exc
+                raise MigrationError(f"cannot connect to the database: {detail}",
+                                     Code.UNREACHABLE) from exc
             time.sleep(1.0)
 
 
@@ -86,8 +90,7 @@ def run_migrate(action: str, to: str | None, wait: float, env: Mapping[str, str]
     try:
         database = parse_database_url(env.get("DATABASE_URL", "").strip() or _missing())
     except ConfigError as exc:
-        print(f"authz-service migrate: {exc}", file=sys.stderr)
-        write_termination(env, json.dumps({"error": str(exc)}))
+        _fail(env, Code.CONFIG, str(exc))
         return EXIT_USAGE
     try:
         migrations = discover(migrations_dir(env))
@@ -101,13 +104,10 @@ def run_migrate(action: str, to: str | None, wait: float, env: Mapping[str, str]
             finally:
                 migrator.unlock()
     except MigrationError as exc:
-        print(f"authz-service migrate: {exc}", file=sys.stderr)
-        write_termination(env, json.dumps({"error": str(exc)}))
+        _fail(env, exc.code, str(exc))
         return EXIT_FAILED
     except psycopg.Error as exc:
-        message = "database error: " + " ".join(str(exc).split())
-        print(f"authz-service migrate: {message}", file=sys.stderr)
-        write_termination(env, json.dumps({"error": message}))
+        _fail(env, Code.SQL, "database error: " + " ".join(str(exc).split()))
         return EXIT_FAILED
     text = json.dumps(result)
     print(text, flush=True)
@@ -117,6 +117,12 @@ def run_migrate(action: str, to: str | None, wait: float, env: Mapping[str, str]
         print(f"authz-service migrate: {result['error']}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _fail(env: Mapping[str, str], code: Code, message: str) -> None:
+    """One line for people on stderr, the code and the line for the operator."""
+    print(f"authz-service migrate: {message}", file=sys.stderr)
+    write_termination(env, json.dumps(failure(code, message)))
 
 
 def _act(migrator: Migrator, action: str, to: str | None) -> dict[str, Any]:

@@ -5,10 +5,14 @@ line starts with `-- irreversible` refuses to run. Applied migrations are record
 `schema_migrations` with the SHA-256 of their up file; an edited applied migration or a
 database newer than the code is refused. A session advisory lock serializes concurrent
 runs, and each migration runs in its own transaction together with its history row.
+
+Every failure has a `Code`: the operator decides by it (docs/service.md, "Termination
+message"), the message is for people.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import os
 import re
@@ -33,8 +37,30 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
+class Code(enum.StrEnum):
+    """Why `migrate` failed, machine-readable: part of the contract with the operator."""
+
+    IRREVERSIBLE = "irreversible"        # down across a migration marked irreversible
+    SCHEMA_NEWER = "schema_newer"        # the database is newer than this code
+    UNKNOWN_VERSION = "unknown_version"  # the database has a migration this code lacks
+    CHECKSUM = "checksum"                # an applied migration was edited
+    SQL = "sql"                          # a migration script or the history failed in SQL
+    UNREACHABLE = "unreachable"          # no database connection within --wait
+    INVALID = "invalid"                  # bad arguments or migration files
+    CONFIG = "config"                    # DATABASE_URL missing or malformed
+
+
 class MigrationError(Exception):
-    """A refusal or failure, with a one-line message for the operator."""
+    """A refusal or failure, with a one-line message for people and a code for the operator."""
+
+    def __init__(self, message: str, code: Code = Code.INVALID) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def failure(code: Code, message: str) -> dict[str, str]:
+    """The JSON a failed run prints and writes as its termination message."""
+    return {"code": str(code), "error": message}
 
 
 @dataclass(frozen=True)
@@ -112,17 +138,16 @@ def check_history(migrations: Sequence[Migration], applied: Sequence[Applied]) -
             if row.version > newest_code:
                 raise MigrationError(
                     f"database schema {max(a.version for a in applied)} is newer than this "
-                    f"code's newest migration {newest_code}; run the newer image instead"
-                )
+                    f"code's newest migration {newest_code}; run the newer image instead",
+                    Code.SCHEMA_NEWER)
             raise MigrationError(
-                f"database has migration {row.version}_{row.name} that this code does not know"
-            )
+                f"database has migration {row.version}_{row.name} that this code does not know",
+                Code.UNKNOWN_VERSION)
         if known[row.version].checksum != row.checksum:
             raise MigrationError(
                 f"migration {row.version}_{row.name} was edited after it was applied "
                 f"(checksum {row.checksum[:12]} in the database, "
-                f"{known[row.version].checksum[:12]} on disk)"
-            )
+                f"{known[row.version].checksum[:12]} on disk)", Code.CHECKSUM)
 
 
 def plan_down(
@@ -143,8 +168,7 @@ def plan_down(
         if reason is not None:
             raise MigrationError(
                 f"migration {step.version}_{step.name} is irreversible ({reason}); "
-                f"cannot go down to {to}"
-            )
+                f"cannot go down to {to}", Code.IRREVERSIBLE)
     return steps
 
 
@@ -207,7 +231,7 @@ class Migrator:
                 self.conn.execute(record, params)
         except psycopg.Error as exc:
             raise MigrationError(
-                f"{label} failed and was rolled back: {_one_line(exc)}") from exc
+                f"{label} failed and was rolled back: {_one_line(exc)}", Code.SQL) from exc
 
     def status(self) -> dict[str, Any]:
         applied = self.applied()
@@ -221,7 +245,7 @@ class Migrator:
         try:
             check_history(self.migrations, applied)
         except MigrationError as exc:
-            result["error"] = str(exc)
+            result.update(failure(exc.code, str(exc)))
         return result
 
     def version(self) -> str:

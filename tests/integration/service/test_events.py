@@ -57,14 +57,14 @@ def read_topic(brokers: str, topic: str, count: int) -> list[tuple[str, dict[str
 
 
 async def test_outbox_holds_events_while_kafka_is_down_and_loses_none(
-    devenv: Env, migrated_database: str, kafka_control: Any, start: ClientFactory
+    devenv: Env, migrated_database: str, private_kafka: Any, start: ClientFactory
 ) -> None:
     topic = f"authz-events-{secrets.token_hex(4)}"
-    admin = AdminClient({"bootstrap.servers": kafka_control.brokers})
+    admin = AdminClient({"bootstrap.servers": private_kafka.brokers})
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)]
                         )[topic].result(30)
     base = load_config({**service_env(devenv, migrated_database),
-                        "KAFKA_BROKERS": kafka_control.brokers})
+                        "KAFKA_BROKERS": private_kafka.brokers})
     config: Config = replace(base, relay_enabled=True, consumer_enabled=False,
                              relay_interval=0.1,
                              kafka=replace(base.kafka, events_topic=topic,
@@ -87,7 +87,7 @@ async def test_outbox_holds_events_while_kafka_is_down_and_loses_none(
     await post("440101")
     await eventually(nothing_pending, what="the first event to be published")
 
-    await asyncio.to_thread(kafka_control.stop)
+    await asyncio.to_thread(private_kafka.stop)
     down_b = await post("440102")
     await post("440103")
     resp = await client.post(f"{API}/{down_b['id']}/activate", headers=ADMIN)
@@ -100,11 +100,11 @@ async def test_outbox_holds_events_while_kafka_is_down_and_loses_none(
     await eventually(relay_gave_up_once, within=30, what="a failed publish attempt")
     assert pending_count(migrated_database) == 3
 
-    await asyncio.to_thread(kafka_control.start)
+    await asyncio.to_thread(private_kafka.start)
     await eventually(nothing_pending, within=60, what="the outbox to drain after recovery")
 
     ours = [row for row in outbox(migrated_database) if row[0] not in before]
-    messages = await asyncio.to_thread(read_topic, kafka_control.brokers, topic, len(ours))
+    messages = await asyncio.to_thread(read_topic, private_kafka.brokers, topic, len(ours))
     assert sorted(m[1]["eventId"] for m in messages) == sorted(r[0] for r in ours)
     assert all(key == value["authorization"]["id"] for key, value in messages)
     b_events = [v["type"] for k, v in messages if k == down_b["id"]]

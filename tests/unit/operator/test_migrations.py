@@ -181,7 +181,8 @@ def test_failed_migration_leaves_the_deployment_and_is_not_retried_until_asked()
     w.change_spec(image=V2 + "-badmigration")
     w.step()
     w.finish_job("authorization-service-migrate-2", False,
-                 json.dumps({"error": "migration 9999_injected_failure failed: boom"}))
+                 json.dumps({"code": "sql",
+                            "error": "migration 9999_injected_failure failed: boom"}))
     plan = w.step()
     assert "Deployment" not in [a.kind for a in plan.applies]
     assert w.children["Deployment"] == before
@@ -210,6 +211,7 @@ def test_image_older_than_the_schema_is_refused() -> None:
     w.change_spec(image="registry.example/authorization-service:1.0.0")
     w.step()
     w.finish_job("authorization-service-migrate-2", False, json.dumps({
+        "code": "schema_newer",
         "error": "database schema 0003 is newer than this code's newest migration 0002; "
                  "run the newer image instead"}))
     w.step()
@@ -355,6 +357,7 @@ def _rollback_refused_by_an_irreversible_migration() -> World:
     w.annotations[r.ANN_ROLLBACK_TO] = "1"
     w.step()
     w.finish_job("authorization-service-rollback-3", False, json.dumps({
+        "code": "irreversible",
         "error": "migration 0004_drop is irreversible (drops data); cannot go below 0004"}))
     return w
 
@@ -422,3 +425,25 @@ def test_a_failure_without_a_message_says_so_every_time() -> None:
     assert w.cond("Migrated")["message"] == (
         "Job authorization-service-migrate-2 failed: see its pod logs")
     assert w.step().writes == 0
+
+
+def test_the_operator_decides_by_the_code_not_by_the_words() -> None:
+    w = World()
+    deployed(w)
+    w.change_spec(image="registry.example/authorization-service:1.0.0")
+    w.step()
+    w.finish_job("authorization-service-migrate-2", False, json.dumps({
+        "code": "sql", "error": "relation is newer than expected; irreversible"}))
+    w.step()
+    assert w.cond("Migrated")["reason"] == "MigrationFailed"
+    assert w.status["migration"]["code"] == "sql"
+
+
+def test_parse_result() -> None:
+    assert lc.parse_result(ok("0003")) == lc.MigrateResult(schema_version="0003")
+    assert lc.parse_result('{"code": "irreversible", "error": "no"}') == lc.MigrateResult(
+        error="no", code="irreversible")
+    assert lc.parse_result('{"error": "an older image"}') == lc.MigrateResult(
+        error="an older image")
+    assert lc.parse_result("panic:\n  at line 1") == lc.MigrateResult(error="panic: at line 1")
+    assert lc.parse_result(None) == lc.MigrateResult()

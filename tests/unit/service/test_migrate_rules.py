@@ -1,15 +1,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from authz_service.migrate import (
     Applied,
+    Code,
     Migration,
     MigrationError,
     check_history,
     discover,
+    failure,
     migrations_dir,
     plan_down,
 )
@@ -79,3 +82,21 @@ def test_irreversible_migration_refuses_down() -> None:
 def test_bad_down_targets(to: str, message: str) -> None:
     with pytest.raises(MigrationError, match=message):
         plan_down(CODE, applied(*CODE[:2]), to)
+
+
+@pytest.mark.parametrize(("refuse", "code"), [
+    (lambda: check_history(CODE[:2], applied(*CODE[:2], m("0004"))), Code.SCHEMA_NEWER),
+    (lambda: check_history(CODE[:2], applied(m("0001"), Migration("0001b", "x", "", ""))),
+     Code.UNKNOWN_VERSION),
+    (lambda: check_history([m("0001"), Migration("0002", "m0002", "SELECT 0;", "")],
+                           applied(*CODE[:2])), Code.CHECKSUM),
+    (lambda: plan_down(CODE, applied(*CODE), "0002"), Code.IRREVERSIBLE),
+    (lambda: plan_down(CODE, applied(*CODE[:2]), "2"), Code.INVALID),
+])
+def test_every_refusal_carries_the_code_the_operator_decides_by(
+        refuse: Any, code: Code) -> None:
+    with pytest.raises(MigrationError) as info:
+        refuse()
+    assert info.value.code is code
+    assert failure(info.value.code, str(info.value)) == {"code": str(code),
+                                                         "error": str(info.value)}
