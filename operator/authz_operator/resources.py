@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authz_operator import kinds
-from authz_operator.spec import API_VERSION, KIND, Spec, image_tag
+from authz_operator.spec import API_VERSION, KIND, Probe, Spec, image_tag
 from authz_operator.status import Direction
 
 Obj = dict[str, Any]
@@ -290,6 +290,18 @@ def _pod_spec_common(spec: Spec, owner: Owner) -> Obj:
     return pod
 
 
+def _probe(path: str, probe: Probe) -> Obj:
+    """An HTTP probe on the service's port. timeoutSeconds and failureThreshold are sent even
+    at the API server's defaults (1 and 3): what we send is what the spec says."""
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "initialDelaySeconds": probe.initial_delay_seconds,
+        "periodSeconds": probe.period_seconds,
+        "timeoutSeconds": probe.timeout_seconds,
+        "failureThreshold": probe.failure_threshold,
+    }
+
+
 def desired_deployment(spec: Spec, owner: Owner, target: Target) -> Obj:
     names = child_names(owner.name)
     container: Obj = {
@@ -300,14 +312,8 @@ def desired_deployment(spec: Spec, owner: Owner, target: Target) -> Obj:
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
         "env": env(spec, names.config_map),
         "resources": _resources(spec),
-        "readinessProbe": {
-            "httpGet": {"path": "/health/ready", "port": "http"},
-            "initialDelaySeconds": 10, "periodSeconds": 5,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": "/health/live", "port": "http"},
-            "initialDelaySeconds": 30, "periodSeconds": 10,
-        },
+        "readinessProbe": _probe("/health/ready", spec.probes.readiness),
+        "livenessProbe": _probe("/health/live", spec.probes.liveness),
         "securityContext": _container_security_context(),
         "volumeMounts": [{"name": TMP_VOLUME, "mountPath": "/tmp"}],  # noqa: S108
     }

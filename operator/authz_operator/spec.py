@@ -138,6 +138,22 @@ class Rollout:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """When the kubelet starts probing a container, how often, and how patient it is."""
+
+    initial_delay_seconds: int
+    period_seconds: int
+    timeout_seconds: int = 1
+    failure_threshold: int = 3
+
+
+@dataclass(frozen=True)
+class Probes:
+    readiness: Probe = Probe(initial_delay_seconds=10, period_seconds=5)
+    liveness: Probe = Probe(initial_delay_seconds=30, period_seconds=10)
+
+
+@dataclass(frozen=True)
 class Spec:
     image: str
     database: Database
@@ -155,6 +171,7 @@ class Spec:
     image_pull_secrets: tuple[str, ...] = ("registry-credentials",)
     migrations: Migrations = Migrations()
     rollout: Rollout = Rollout()
+    probes: Probes = Probes()
     paused: bool = False
 
     def secret_refs(self) -> tuple[tuple[str, SecretKeyRef], ...]:
@@ -244,6 +261,18 @@ def _resource_list(raw: Mapping[str, Any], path: str, default: ResourceList) -> 
     )
 
 
+def _probe(raw: Mapping[str, Any], key: str, default: Probe) -> Probe:
+    path = f"probes.{key}."
+    pr = _obj(raw, key, "probes.")
+    return Probe(
+        initial_delay_seconds=_int(pr, "initialDelaySeconds", path,
+                                   default.initial_delay_seconds, 0, 3600),
+        period_seconds=_int(pr, "periodSeconds", path, default.period_seconds, 1, 3600),
+        timeout_seconds=_int(pr, "timeoutSeconds", path, default.timeout_seconds, 1, 3600),
+        failure_threshold=_int(pr, "failureThreshold", path, default.failure_threshold, 1, 100),
+    )
+
+
 def parse_spec(raw: Mapping[str, Any]) -> Spec:
     """Parse `spec` of an AuthorizationService; raise SpecError naming the first bad field."""
     image = _str(raw, "image", "")
@@ -260,6 +289,7 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
     ig = _obj(raw, "ingress", "")
     mg = _obj(raw, "migrations", "")
     ro = _obj(raw, "rollout", "")
+    pb = _obj(raw, "probes", "")
 
     db_ref = _secret_ref(db, "urlSecretRef", "database.", required=True)
     jwt_ref = _secret_ref(jw, "secretRef", "jwt.", required=True)
@@ -352,5 +382,7 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
             auto_rollback=_bool(ro, "autoRollback", "rollout.", True),
             revision_history_limit=_int(ro, "revisionHistoryLimit", "rollout.", 10, 1, 100),
         ),
+        probes=Probes(readiness=_probe(pb, "readiness", Probes.readiness),
+                      liveness=_probe(pb, "liveness", Probes.liveness)),
         paused=_bool(raw, "paused", "", False),
     )

@@ -41,6 +41,8 @@ def test_schema_defaults_equal_the_parser_defaults(version: dict[str, Any]) -> N
     defaulted = apply_defaults(spec_schema, MINIMAL)
     assert defaulted["resources"]["limits"] == {"cpu": "1", "memory": "1Gi"}
     assert defaulted["services"]["identityUrl"] == "http://identity-service:3001"
+    assert defaulted["probes"]["liveness"] == {"initialDelaySeconds": 30, "periodSeconds": 10,
+                                               "timeoutSeconds": 1, "failureThreshold": 3}
     assert parse_spec(defaulted) == parse_spec(MINIMAL)
 
 

@@ -131,9 +131,11 @@ def expected_deployment(target: r.Target, replicas: int | None = None,
                 "env": env,
                 "resources": RESOURCES,
                 "readinessProbe": {"httpGet": {"path": "/health/ready", "port": "http"},
-                                   "initialDelaySeconds": 10, "periodSeconds": 5},
+                                   "initialDelaySeconds": 10, "periodSeconds": 5,
+                                   "timeoutSeconds": 1, "failureThreshold": 3},
                 "livenessProbe": {"httpGet": {"path": "/health/live", "port": "http"},
-                                  "initialDelaySeconds": 30, "periodSeconds": 10},
+                                  "initialDelaySeconds": 30, "periodSeconds": 10,
+                                  "timeoutSeconds": 1, "failureThreshold": 3},
                 "securityContext": CONTAINER_SECURITY,
                 "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
             }]},
@@ -230,6 +232,19 @@ def test_deployment_and_job_with_a_previous_jwt_secret() -> None:
     assert rotated.secrets_hash != target.secrets_hash
     assert r.desired_deployment(spec, OWNER, rotated)["spec"]["template"] != r.desired_deployment(
         spec, OWNER, target)["spec"]["template"]
+
+
+def test_probes_come_from_the_spec_on_fixed_paths() -> None:
+    spec, target = build(probes={
+        "readiness": {"initialDelaySeconds": 0, "periodSeconds": 2, "timeoutSeconds": 4,
+                      "failureThreshold": 6},
+        "liveness": {"periodSeconds": 20}})
+    [c] = r.desired_deployment(spec, OWNER, target)["spec"]["template"]["spec"]["containers"]
+    assert (c["readinessProbe"], c["livenessProbe"]) == (
+        {"httpGet": {"path": "/health/ready", "port": "http"}, "initialDelaySeconds": 0,
+         "periodSeconds": 2, "timeoutSeconds": 4, "failureThreshold": 6},
+        {"httpGet": {"path": "/health/live", "port": "http"}, "initialDelaySeconds": 30,
+         "periodSeconds": 20, "timeoutSeconds": 1, "failureThreshold": 3})
 
 
 def test_changed_secret_version_or_config_changes_the_pod_template() -> None:

@@ -7,6 +7,8 @@ import pytest
 from authz_operator.spec import (
     Autoscaling,
     Kafka,
+    Probe,
+    Probes,
     Redis,
     SecretKeyRef,
     Spec,
@@ -34,6 +36,7 @@ def test_minimal_spec_gets_the_seed_defaults() -> None:
     assert spec.resources.requests.cpu == "250m"
     assert spec.resources.limits.memory == "1Gi"
     assert spec.image_pull_secrets == ("registry-credentials",)
+    assert spec.probes == Probes(readiness=Probe(10, 5, 1, 3), liveness=Probe(30, 10, 1, 3))
     assert spec.secret_refs() == (
         ("DATABASE_URL", SecretKeyRef("authorization-secrets", "database-url")),
         ("JWT_SECRET", SecretKeyRef("authorization-secrets", "jwt-secret")),
@@ -102,6 +105,15 @@ def test_the_secret_watch_reads_an_unparseable_spec_too() -> None:
         ({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "autoscaling.minReplicas"),
         ({"ingress": {"enabled": True, "host": ""}}, "ingress.host"),
         ({"paused": "yes"}, "paused"),
+        ({"probes": []}, "probes"),
+        ({"probes": {"readiness": 5}}, "probes.readiness"),
+        ({"probes": {"readiness": {"periodSeconds": 0}}}, "probes.readiness.periodSeconds"),
+        ({"probes": {"readiness": {"initialDelaySeconds": -1}}},
+         "probes.readiness.initialDelaySeconds"),
+        ({"probes": {"liveness": {"timeoutSeconds": 3601}}}, "probes.liveness.timeoutSeconds"),
+        ({"probes": {"liveness": {"failureThreshold": 101}}},
+         "probes.liveness.failureThreshold"),
+        ({"probes": {"liveness": {"periodSeconds": "10"}}}, "probes.liveness.periodSeconds"),
     ],
 )
 def test_bad_specs_name_the_field(changes: dict[str, Any], field: str) -> None:
