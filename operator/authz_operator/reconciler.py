@@ -52,7 +52,7 @@ def observe(kube: Kube, body: Obj, now: datetime.datetime) -> lifecycle.Observed
     dep_status = (dep or {}).get("status") or {}
     if dep is not None and (dep_status.get("unavailableReplicas") or int(
             dep_status.get("updatedReplicas", 0)) < int(dep_status.get("replicas", 0))):
-        pods = kube.list("Pod", namespace, _selector(resources.selector_labels(name)))
+        pods = kube.list("Pod", namespace, _selector(resources.serving_selector(name)))
     return lifecycle.Observed(
         owner=owner,
         generation=int(meta.get("generation", 1)),
@@ -68,8 +68,7 @@ def observe(kube: Kube, body: Obj, now: datetime.datetime) -> lifecycle.Observed
     )
 
 
-def _selector(labels: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+_selector = resources.selector_string
 
 
 def _observe_jobs(kube: Kube, namespace: str, owner: resources.Owner,

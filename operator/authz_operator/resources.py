@@ -1,9 +1,12 @@
 """Pure builders: the desired children of one AuthorizationService.
 
 `desired_*(spec, owner, target) -> dict | None`: same input, same output (byte for byte once
-serialised with sorted keys); None means "this child should not exist". Names, labels, owner
-references, hash annotations and the seed's defaults (probes, user 1001, ...) live here and
-nowhere else.
+serialised with sorted keys); None means "this child should not exist". Hash annotations
+and the seed's defaults (probes, user 1001, ...) live here and nowhere else; names, labels
+and owner references come from `labels` (re-exported here).
+
+`selector`: the pod selector of the Deployment, the Service and the PDB. None (always, but
+while a Deployment of an earlier operator version is replaced) means `serving_selector`.
 """
 
 from __future__ import annotations
@@ -15,16 +18,35 @@ from dataclasses import dataclass
 from typing import Any
 
 from authz_operator import kinds
-from authz_operator.spec import API_VERSION, KIND, Probe, Spec, image_tag
+from authz_operator.labels import (
+    APP_NAME,
+    MANAGED_BY,
+    ChildNames,
+    Component,
+    Owner,
+    child_name,
+    child_names,
+    labels,
+    owner_reference,
+    pod_labels,
+    selector_labels,
+    selector_string,
+    serving_selector,
+)
+from authz_operator.spec import Probe, Spec
 from authz_operator.status import Direction
 
 Obj = dict[str, Any]
+Selector = Mapping[str, str] | None
+__all__ = [  # what this module re-exports from `labels` (its own names are public too)
+    "APP_NAME", "MANAGED_BY", "ChildNames", "Component", "Owner", "child_name", "child_names",
+    "labels", "owner_reference", "pod_labels", "selector_labels", "selector_string",
+    "serving_selector",
+]
 
 FIELD_MANAGER = "authz-operator"
 CONTAINER = "authorization-service"
 MIGRATE_CONTAINER = "migrate"
-APP_NAME = "authorization-service"
-MANAGED_BY = "authz-operator"
 
 ANN_DESIRED_HASH = "rwadurian.io/desired-hash"
 ANN_CONFIG_HASH = "rwadurian.io/config-hash"
@@ -37,15 +59,6 @@ LABEL_MIGRATION = "rwadurian.io/migration"
 
 RUN_AS_USER = 1001
 TMP_VOLUME = "tmp"
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The AuthorizationService that owns the children."""
-
-    name: str
-    namespace: str
-    uid: str
 
 
 @dataclass(frozen=True)
@@ -70,52 +83,7 @@ class Target:
 
 
 # ---------------------------------------------------------------------------------------------
-# names, labels, ownership, hashes
-
-
-@dataclass(frozen=True)
-class ChildNames:
-    deployment: str
-    service: str
-    service_account: str
-    config_map: str
-    hpa: str
-    pdb: str
-    ingress: str
-
-    def job(self, revision: int, down: bool = False) -> str:
-        return f"{self.deployment}-{'rollback' if down else 'migrate'}-{revision}"
-
-
-def child_names(name: str) -> ChildNames:
-    """Every child's fixed name. The CRD limits `name` so that all of these are valid."""
-    return ChildNames(
-        deployment=child_name(name, "Deployment"), service=child_name(name, "Service"),
-        service_account=child_name(name, "ServiceAccount"),
-        config_map=child_name(name, "ConfigMap"), hpa=child_name(name, "HorizontalPodAutoscaler"),
-        pdb=child_name(name, "PodDisruptionBudget"), ingress=child_name(name, "Ingress"),
-    )
-
-
-def selector_labels(name: str) -> dict[str, str]:
-    """The labels that select the pods: stable for the life of the resource."""
-    return {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": name}
-
-
-def labels(name: str, image: str) -> dict[str, str]:
-    version = image_tag(image)[:63].rstrip("._-") or "unknown"
-    return {
-        **selector_labels(name),
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        "app.kubernetes.io/version": version,
-    }
-
-
-def owner_reference(owner: Owner) -> Obj:
-    return {
-        "apiVersion": API_VERSION, "kind": KIND, "name": owner.name, "uid": owner.uid,
-        "controller": True, "blockOwnerDeletion": True,
-    }
+# hashes and metadata
 
 
 def content_hash(value: Any) -> str:
@@ -241,14 +209,18 @@ def desired_service_account(spec: Spec, owner: Owner, target: Target) -> Obj:
     })
 
 
-def desired_service(spec: Spec, owner: Owner, target: Target) -> Obj:
+def _selector(owner: Owner, selector: Selector) -> dict[str, str]:
+    return dict(selector) if selector is not None else serving_selector(owner.name)
+
+
+def desired_service(spec: Spec, owner: Owner, target: Target, selector: Selector = None) -> Obj:
     names = child_names(owner.name)
     return _finish({
         "apiVersion": "v1", "kind": "Service",
         "metadata": _meta(owner, names.service, target.image),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector_labels(owner.name),
+            "selector": _selector(owner, selector),
             "ports": [{"name": "http", "port": spec.port, "targetPort": "http",
                        "protocol": "TCP"}],
         },
@@ -302,7 +274,8 @@ def _probe(path: str, probe: Probe) -> Obj:
     }
 
 
-def desired_deployment(spec: Spec, owner: Owner, target: Target) -> Obj:
+def desired_deployment(spec: Spec, owner: Owner, target: Target,
+                       selector: Selector = None) -> Obj:
     names = child_names(owner.name)
     container: Obj = {
         "name": CONTAINER,
@@ -318,14 +291,14 @@ def desired_deployment(spec: Spec, owner: Owner, target: Target) -> Obj:
         "volumeMounts": [{"name": TMP_VOLUME, "mountPath": "/tmp"}],  # noqa: S108
     }
     deployment_spec: Obj = {
-        "selector": {"matchLabels": selector_labels(owner.name)},
+        "selector": {"matchLabels": _selector(owner, selector)},
         "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
         "revisionHistoryLimit": spec.rollout.revision_history_limit,
         "strategy": {"type": "RollingUpdate",
                      "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
         "template": {
             "metadata": {
-                "labels": labels(owner.name, target.image),
+                "labels": pod_labels(owner.name, target.image, Component.SERVER),
                 "annotations": {
                     ANN_CONFIG_HASH: target.config_hash,
                     ANN_SECRETS_HASH: target.secrets_hash,
@@ -368,14 +341,16 @@ def desired_hpa(spec: Spec, owner: Owner, target: Target) -> Obj | None:
     })
 
 
-def desired_pdb(spec: Spec, owner: Owner, target: Target) -> Obj | None:
+def desired_pdb(spec: Spec, owner: Owner, target: Target,
+                selector: Selector = None) -> Obj | None:
     """A PodDisruptionBudget only when more than one replica can run (else it blocks drains)."""
     if spec.max_possible_replicas <= 1:
         return None
     return _finish({
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
         "metadata": _meta(owner, child_names(owner.name).pdb, target.image),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(owner.name)}},
+        "spec": {"maxUnavailable": 1,
+                 "selector": {"matchLabels": _selector(owner, selector)}},
     })
 
 
@@ -428,7 +403,8 @@ def desired_migration_job(spec: Spec, owner: Owner, target: Target, revision: in
             "backoffLimit": spec.migrations.backoff_limit,
             "activeDeadlineSeconds": spec.migrations.active_deadline_seconds,
             "template": {
-                "metadata": {"labels": {**labels(owner.name, target.image), **extra}},
+                "metadata": {"labels": {
+                    **pod_labels(owner.name, target.image, Component.MIGRATION), **extra}},
                 "spec": {**_pod_spec_common(spec, owner), "restartPolicy": "Never",
                          "containers": [container]},
             },
@@ -440,19 +416,17 @@ def desired_migration_job(spec: Spec, owner: Owner, target: Target, revision: in
 OWNED_KINDS = kinds.OWNED_KINDS
 
 
-def desired_children(spec: Spec, owner: Owner, target: Target) -> dict[str, Obj | None]:
+def desired_children(spec: Spec, owner: Owner, target: Target,
+                     selector: Selector = None) -> dict[str, Obj | None]:
     """Every owned child by kind (None: must not exist). The Job is not here: lifecycle
     decides when one is needed."""
     return {
         "ServiceAccount": desired_service_account(spec, owner, target),
         "ConfigMap": desired_configmap(spec, owner, target),
-        "Service": desired_service(spec, owner, target),
-        "Deployment": desired_deployment(spec, owner, target),
+        "Service": desired_service(spec, owner, target, selector),
+        "Deployment": desired_deployment(spec, owner, target, selector),
         "HorizontalPodAutoscaler": desired_hpa(spec, owner, target),
-        "PodDisruptionBudget": desired_pdb(spec, owner, target),
+        "PodDisruptionBudget": desired_pdb(spec, owner, target, selector),
         "Ingress": desired_ingress(spec, owner, target),
     }
 
-
-def child_name(owner_name: str, kind: str) -> str:
-    return kinds.CHILD[kind].name(owner_name)

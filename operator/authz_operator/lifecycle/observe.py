@@ -60,7 +60,7 @@ def replica_fields(spec: Spec | None, dep: Mapping[str, Any] | None, name: str) 
             else replicas
     st = (dep or {}).get("status") or {}
     ready = int(st.get("readyReplicas", 0))
-    selector = ",".join(f"{k}={v}" for k, v in sorted(r.selector_labels(name).items()))
+    selector = r.selector_string(r.serving_selector(name))
     return {"replicas": int(st.get("replicas", 0)), "readyReplicas": ready,
             "ready": f"{ready}/{desired}", "selector": selector}
 

@@ -18,7 +18,12 @@ LABELS = {
     "app.kubernetes.io/managed-by": "authz-operator",
     "app.kubernetes.io/version": "1.4.0",
 }
-SELECTOR = {
+SELECTOR = {   # the serving pods only: never the migration Job's
+    "app.kubernetes.io/name": "authorization-service",
+    "app.kubernetes.io/instance": "authorization-service",
+    "app.kubernetes.io/component": "server",
+}
+LEGACY_SELECTOR = {   # what Deployments of earlier operator versions select
     "app.kubernetes.io/name": "authorization-service",
     "app.kubernetes.io/instance": "authorization-service",
 }
@@ -118,7 +123,8 @@ def expected_deployment(target: r.Target, replicas: int | None = None,
         "strategy": {"type": "RollingUpdate",
                      "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
         "template": {
-            "metadata": {"labels": LABELS, "annotations": {
+            "metadata": {"labels": {**LABELS, "app.kubernetes.io/component": "server"},
+                         "annotations": {
                 "rwadurian.io/config-hash": target.config_hash,
                 "rwadurian.io/secrets-hash": r.secrets_hash(versions),
             }},
@@ -342,7 +348,8 @@ def test_migration_job_up_and_down() -> None:
         "spec": {
             "backoffLimit": 3, "activeDeadlineSeconds": 600,
             "template": {
-                "metadata": {"labels": {**LABELS, **extra}},
+                "metadata": {"labels": {**LABELS, **extra,
+                                        "app.kubernetes.io/component": "migration"}},
                 "spec": {**POD_COMMON, "restartPolicy": "Never", "containers": [{
                     "name": "migrate",
                     "image": "registry.example/authorization-service:1.4.0",
@@ -374,3 +381,35 @@ def test_version_label_is_a_valid_label_value() -> None:
     long_tag = "v" + "1" * 100 + "-"
     assert r.labels("x", f"registry.example/a:{long_tag}")["app.kubernetes.io/version"] == (
         "v" + "1" * 62)
+
+
+def test_serving_selectors_match_the_servers_and_not_the_migration_pods() -> None:
+    spec, target = build()
+    dep = r.desired_deployment(spec, OWNER, target)
+    job = r.desired_migration_job(spec, OWNER, target, revision=1)
+    pdb = r.desired_pdb(spec, OWNER, target)
+    assert pdb is not None
+    server = dep["spec"]["template"]["metadata"]["labels"]
+    migration = job["spec"]["template"]["metadata"]["labels"]
+    for selector in (dep["spec"]["selector"]["matchLabels"],
+                     r.desired_service(spec, OWNER, target)["spec"]["selector"],
+                     pdb["spec"]["selector"]["matchLabels"]):
+        assert selector == SELECTOR
+        assert selector.items() <= server.items()
+        assert not selector.items() <= migration.items()
+
+
+def test_a_legacy_selector_is_kept_where_it_is_given() -> None:
+    """While a Deployment of an earlier version is replaced, its selector (immutable) is
+    kept, and the Service and PDB select what it selects; the pods get the label anyway."""
+    spec, target = build()
+    children = r.desired_children(spec, OWNER, target, selector=LEGACY_SELECTOR)
+    dep, svc, pdb = (children[k] for k in ("Deployment", "Service", "PodDisruptionBudget"))
+    assert dep is not None
+    assert svc is not None
+    assert pdb is not None
+    assert dep["spec"]["selector"]["matchLabels"] == LEGACY_SELECTOR
+    assert svc["spec"]["selector"] == LEGACY_SELECTOR
+    assert pdb["spec"]["selector"]["matchLabels"] == LEGACY_SELECTOR
+    assert dep["spec"]["template"] == r.desired_deployment(spec, OWNER, target)["spec"][
+        "template"]
