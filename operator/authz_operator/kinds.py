@@ -58,6 +58,7 @@ PDB = Kind("PodDisruptionBudget", "policy", "v1", "poddisruptionbudgets")
 INGRESS = Kind("Ingress", "networking.k8s.io", "v1", "ingresses")
 JOB = Kind("Job", "batch", "v1", "jobs")          # migration Jobs: one per revision, by label
 POD = Kind("Pod", "", "v1", "pods")
+REPLICA_SET = Kind("ReplicaSet", "apps", "v1", "replicasets")   # orphans of a replaced Deployment
 SECRET = Kind("Secret", "", "v1", "secrets")
 EVENT = Kind("Event", "", "v1", "events")
 
@@ -81,7 +82,7 @@ OPTIONAL_KINDS = frozenset(c.kind.kind for c in CHILDREN if c.optional)
 WATCHED: tuple[Kind, ...] = (*(c.kind for c in CHILDREN), JOB, POD)
 
 # Every kind `kube` reads or writes, by name.
-KINDS: dict[str, Kind] = {k.kind: k for k in (*WATCHED, SECRET, EVENT, RESOURCE)}
+KINDS: dict[str, Kind] = {k.kind: k for k in (*WATCHED, REPLICA_SET, SECRET, EVENT, RESOURCE)}
 
 # What the plugin reads: the resource, its children and Jobs, and their events.
 PLUGIN_KINDS: tuple[Kind, ...] = (RESOURCE, *(c.kind for c in CHILDREN), JOB, EVENT)

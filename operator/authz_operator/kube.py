@@ -104,13 +104,14 @@ class Kube:
                          query=[("labelSelector", label_selector)])
         return list(out.get("items") or [])
 
-    def apply(self, obj: Mapping[str, Any]) -> Obj:
-        """Server-side apply with our field manager; we own every field we send."""
+    def apply(self, obj: Mapping[str, Any], field_manager: str | None = None) -> Obj:
+        """Server-side apply with our field manager (or `field_manager`); we own every field
+        we send."""
         meta = obj["metadata"]
         kind = KINDS[str(obj["kind"])]
         result: Obj = self._call(
             "PATCH", kind.path(meta["namespace"], meta["name"]),
-            query=[("fieldManager", self.field_manager), ("force", "true")],
+            query=[("fieldManager", field_manager or self.field_manager), ("force", "true")],
             body=obj, content_type="application/apply-patch+yaml")
         return result
 
@@ -126,9 +127,11 @@ class Kube:
             content_type="application/merge-patch+json")
         return result
 
-    def delete(self, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
+    def delete(self, kind: str, namespace: str, name: str, uid: str | None = None,
+               orphan: bool = False) -> None:
+        """Delete, with the dependents (Background) or leaving them be (`orphan`)."""
         body: Obj = {"apiVersion": "v1", "kind": "DeleteOptions",
-                     "propagationPolicy": "Background"}
+                     "propagationPolicy": "Orphan" if orphan else "Background"}
         if uid is not None:
             body["preconditions"] = {"uid": uid}
         try:

@@ -50,9 +50,15 @@ def observe(kube: Kube, body: Obj, now: datetime.datetime) -> lifecycle.Observed
     dep = children.get("Deployment")
     pods: list[Obj] = []
     dep_status = (dep or {}).get("status") or {}
-    if dep is not None and (dep_status.get("unavailableReplicas") or int(
-            dep_status.get("updatedReplicas", 0)) < int(dep_status.get("replicas", 0))):
+    rolling = dep is not None and bool(dep_status.get("unavailableReplicas") or int(
+        dep_status.get("updatedReplicas", 0)) < int(dep_status.get("replicas", 0)))
+    if rolling:
         pods = kube.list("Pod", namespace, _selector(resources.serving_selector(name)))
+    replica_sets: list[Obj] = []
+    if dep is None or rolling or lifecycle.live_selector(dep) != resources.serving_selector(
+            name):  # a Deployment being replaced, or orphans of one (lifecycle.selector)
+        replica_sets = kube.list("ReplicaSet", namespace,
+                                 _selector(resources.selector_labels(name)))
     return lifecycle.Observed(
         owner=owner,
         generation=int(meta.get("generation", 1)),
@@ -65,6 +71,7 @@ def observe(kube: Kube, body: Obj, now: datetime.datetime) -> lifecycle.Observed
         job_results=results,
         now=now,
         pods=pods,
+        replica_sets=replica_sets,
     )
 
 
@@ -118,7 +125,14 @@ def act(kube: Kube, body: Obj, observed: lifecycle.Observed, plan: lifecycle.Pla
         if item.change is Change.DRIFT:
             kube.overwrite(item.obj)  # drop what others added to our lists, then own it again
         kube.apply(item.obj)
+        if item.handover_replicas:  # our later applies leave replicas out: keep it anyway
+            kube.apply(resources.replicas_only(item.obj), resources.REPLICAS_MANAGER)
         log.info("%s/%s: %s %s %s", namespace, name, item.change.value, item.kind, item.name)
+    for kind, child in plan.orphans:
+        live = observed.children.get(kind)
+        kube.delete(kind, namespace, child, uid=live["metadata"]["uid"] if live else None,
+                    orphan=True)
+        log.info("%s/%s: deleted %s %s, its dependents orphaned", namespace, name, kind, child)
     for kind, child in plan.deletes:
         live = observed.children.get(kind)
         uid = live["metadata"]["uid"] if live else None

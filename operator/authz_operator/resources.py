@@ -45,6 +45,9 @@ __all__ = [  # what this module re-exports from `labels` (its own names are publ
 ]
 
 FIELD_MANAGER = "authz-operator"
+# Owns a Deployment's spec.replicas from its creation on, when an HPA scales it: our applies
+# leave `replicas` out then, and a field only we had applied would be removed (reset to 1).
+REPLICAS_MANAGER = "authz-operator-replicas"
 CONTAINER = "authorization-service"
 MIGRATE_CONTAINER = "migrate"
 
@@ -410,6 +413,22 @@ def desired_migration_job(spec: Spec, owner: Owner, target: Target, revision: in
             },
         },
     })
+
+
+def with_replicas(deployment: Obj, replicas: int) -> Obj:
+    """The desired Deployment, created with `replicas` (its desired hash unchanged: the
+    count is the HPA's to change, not a difference from what we want)."""
+    out: Obj = json.loads(json.dumps(deployment))
+    out["spec"]["replicas"] = replicas
+    return out
+
+
+def replicas_only(deployment: Mapping[str, Any]) -> Obj:
+    """What REPLICAS_MANAGER applies: the Deployment's identity and its spec.replicas."""
+    meta = deployment["metadata"]
+    return {"apiVersion": deployment["apiVersion"], "kind": deployment["kind"],
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "spec": {"replicas": deployment["spec"]["replicas"]}}
 
 
 # The kinds the operator owns and may delete when no longer desired, in apply order.

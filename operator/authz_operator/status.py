@@ -74,6 +74,7 @@ class Reason(enum.StrEnum):
     ROLLBACK_REFUSED = "RollbackRefused"
     ROLLBACK_FAILED = "RollbackFailed"
     RETRYING = "Retrying"
+    SELECTOR_MIGRATED = "SelectorMigrated"
 
 
 @dataclass(frozen=True)

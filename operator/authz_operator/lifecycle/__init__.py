@@ -22,10 +22,12 @@ from authz_operator.lifecycle.observe import (
     controlled_by,
     crash_message,
     deployment_available,
+    min_replicas,
     missing_secret_keys,
     replica_fields,
 )
 from authz_operator.lifecycle.report import OK, Signal, Verdict, apply_events, finish
+from authz_operator.lifecycle.selector import Step, live_selector, selector_plan
 from authz_operator.lifecycle.situation import Draft, Situation, revision_key
 from authz_operator.lifecycle.state import MigrateCode, MigrateResult, parse_result
 from authz_operator.lifecycle.target import hold_and_rollback_request, target_revision
@@ -37,6 +39,7 @@ from authz_operator.workload import job_state, rollout_state
 __all__ = [
     "Apply", "MigrateCode", "MigrateResult", "Observed", "Plan", "SecretView",
     "controlled_by", "crash_message", "decide", "deployment_available", "job_state",
+    "live_selector",
     "missing_secret_keys", "parse_result", "revision_key", "rollout_state",
 ]
 
@@ -63,13 +66,21 @@ def decide(obs: Observed) -> Plan:
     gate = migration_gate(sit, hold, aim, draft)
     hold = gate.hold
     held = hold_deployment(sit, hold, aim, migrating=gate.waiting is not None)
-    children = child_plan(sit, hold, aim, held, gate.job)
+    sel = selector_plan(sit.dep, obs.replica_sets, obs.owner, held, spec.autoscaling.enabled,
+                        min_replicas(spec))
+    children = child_plan(sit, hold, aim, held, gate.job, sel)
     step_events, draft.events = draft.events, []
     decision = verdict(sit, hold, aim, gate, children, draft)
 
     plan.applies, plan.deletes, plan.again = children.applies, children.deletes, decision.again
-    plan.events = [*apply_events(obs, [a for a in plan.applies if a.kind != "Job"],
-                                 plan.deletes), *step_events, *draft.events]
+    plan.orphans = children.orphans
+    adopting = sel.step is Step.ADOPT and any(a.kind == "Deployment" for a in plan.applies)
+    reported = [a for a in plan.applies if a.kind != "Job"
+                and not (adopting and a.kind == "Deployment")]   # sel.events say it
+    plan.events = [*apply_events(obs, reported, plan.deletes), *step_events, *draft.events]
+    if sel.step is not Step.ADOPT or adopting:
+        plan.events += sel.events
+        plan.deletes += [("ReplicaSet", rs) for rs in sel.delete_replica_sets]
     fields = draft.fields
     fields["hold"] = decision.hold.to_status() if decision.hold is not None else None
     db, st = gate.database, obs.status

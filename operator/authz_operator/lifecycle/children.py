@@ -13,6 +13,7 @@ from authz_operator import resources as r
 from authz_operator.diff import Change, change
 from authz_operator.lifecycle.model import Apply
 from authz_operator.lifecycle.observe import controlled_by
+from authz_operator.lifecycle.selector import SelectorPlan, Step
 from authz_operator.lifecycle.situation import Situation
 from authz_operator.lifecycle.state import Hold
 from authz_operator.lifecycle.target import Aim
@@ -23,6 +24,7 @@ class ChildPlan:
     applies: list[Apply] = field(default_factory=list)
     deletes: list[tuple[str, str]] = field(default_factory=list)    # (kind, name)
     conflicts: list[str] = field(default_factory=list)              # "Kind name"
+    orphans: list[tuple[str, str]] = field(default_factory=list)    # deleted, dependents kept
 
 
 def hold_deployment(sit: Situation, hold: Hold | None, aim: Aim, migrating: bool) -> bool:
@@ -32,14 +34,18 @@ def hold_deployment(sit: Situation, hold: Hold | None, aim: Aim, migrating: bool
 
 
 def child_plan(sit: Situation, hold: Hold | None, aim: Aim, held: bool,
-               job: r.Obj | None) -> ChildPlan:
+               job: r.Obj | None, sel: SelectorPlan | None = None) -> ChildPlan:
+    """`sel` gives the pod selector to build with and how an old Deployment is replaced."""
+    sel = sel or SelectorPlan(Step.NONE)
     spec, owner, name = sit.spec, sit.obs.owner, sit.obs.owner.name
     target = aim.target or sit.wanted
     label_image = aim.live_image if held and aim.live_image else target.image
     desired = r.desired_children(spec, owner, r.Target(label_image, target.config,
-                                                       target.secrets_hash))
-    desired["Deployment"] = r.desired_deployment(spec, owner, target)
+                                                       target.secrets_hash), sel.selector)
+    desired["Deployment"] = r.desired_deployment(spec, owner, target, sel.selector)
     plan = ChildPlan()
+    if sel.step is Step.ORPHAN:
+        plan.orphans.append(("Deployment", r.child_name(name, "Deployment")))
     for kind in r.OWNED_KINDS:
         want, live = desired[kind], sit.obs.children.get(kind)
         if live is not None and not controlled_by(live, owner):
@@ -50,14 +56,22 @@ def child_plan(sit: Situation, hold: Hold | None, aim: Aim, held: bool,
             if live is not None:
                 plan.deletes.append((kind, r.child_name(name, kind)))
             continue
-        if kind == "Deployment" and held:
+        if kind == "Deployment" and (held or sel.keep_deployment):
             continue
         if kind == "ConfigMap" and hold is not None and not aim.rollback_needed \
                 and live is not None:
             continue
         ch = change(want, live)
         if ch is not None:
-            plan.applies.append(Apply(want, ch))
+            plan.applies.append(_with_replicas(want, ch, sel))
     if job is not None:
         plan.applies.append(Apply(job, Change.CREATE))
     return plan
+
+
+def _with_replicas(want: r.Obj, ch: Change, sel: SelectorPlan) -> Apply:
+    """The Deployment that adopts orphaned ReplicaSets starts with their replica count (an
+    HPA's choice; without `replicas` it would start with 1 and scale them down)."""
+    if want["kind"] != "Deployment" or sel.replicas is None or ch is not Change.CREATE:
+        return Apply(want, ch)
+    return Apply(r.with_replicas(want, sel.replicas), ch, handover_replicas=True)

@@ -36,12 +36,15 @@ class Observed:
     job_results: Mapping[str, str]              # Job name -> termination message of its pod
     now: datetime.datetime
     pods: Sequence[Obj] = ()                    # the Deployment's pods, while it rolls out
+    replica_sets: Sequence[Obj] = ()            # this resource's, while its Deployment is
+                                                # missing, rolls out or has an old selector
 
 
 @dataclass(frozen=True)
 class Apply:
     obj: Obj
     change: Change
+    handover_replicas: bool = False   # hand spec.replicas to a second manager (an HPA's)
 
     @property
     def kind(self) -> str:
@@ -56,6 +59,7 @@ class Apply:
 class Plan:
     applies: list[Apply] = field(default_factory=list)
     deletes: list[tuple[str, str]] = field(default_factory=list)    # (kind, name)
+    orphans: list[tuple[str, str]] = field(default_factory=list)    # deleted, dependents kept
     status: Obj = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     status_changed: bool = False
@@ -64,5 +68,6 @@ class Plan:
 
     @property
     def writes(self) -> int:
-        return (len(self.applies) + len(self.deletes) + len(self.events)
+        return (len(self.applies) + len(self.deletes) + len(self.orphans) + len(self.events)
+                + sum(1 for a in self.applies if a.handover_replicas)
                 + (1 if self.status_changed else 0))

@@ -27,7 +27,7 @@ def test_watches_and_api_paths_cover_every_child() -> None:
     watched = {p for _, _, p in handlers.CHILD_RESOURCES}
     assert watched == {kinds.CHILD[k].kind.plural for k in resources.OWNED_KINDS} | {
         "jobs", "pods"}
-    assert set(resources.OWNED_KINDS) | {"Job", "Pod", "Secret", "Event",
+    assert set(resources.OWNED_KINDS) | {"Job", "Pod", "ReplicaSet", "Secret", "Event",
                                          "AuthorizationService"} == set(kube.KINDS)
     optional = {"HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress"}
     assert optional == kinds.OPTIONAL_KINDS
