@@ -54,11 +54,9 @@ def observe(kube: Kube, body: Obj, now: datetime.datetime) -> lifecycle.Observed
         dep_status.get("updatedReplicas", 0)) < int(dep_status.get("replicas", 0)))
     if rolling:
         pods = kube.list("Pod", namespace, _selector(resources.serving_selector(name)))
-    replica_sets: list[Obj] = []
-    if dep is None or rolling or lifecycle.live_selector(dep) != resources.serving_selector(
-            name):  # a Deployment being replaced, or orphans of one (lifecycle.selector)
-        replica_sets = kube.list("ReplicaSet", namespace,
-                                 _selector(resources.selector_labels(name)))
+    # Every reconcile: orphans of a replaced Deployment (lifecycle.selector) are found
+    # whenever they exist, whoever orphaned them (one list; the Deployment's own included).
+    replica_sets = kube.list("ReplicaSet", namespace, _selector(resources.selector_labels(name)))
     return lifecycle.Observed(
         owner=owner,
         generation=int(meta.get("generation", 1)),

@@ -3,7 +3,8 @@
 `desired_*(spec, owner, target) -> dict | None`: same input, same output (byte for byte once
 serialised with sorted keys); None means "this child should not exist". Hash annotations
 and the seed's defaults (probes, user 1001, ...) live here and nowhere else; names, labels
-and owner references come from `labels` (re-exported here).
+and owner references come from `labels`, the pods' configuration and environment from
+`podconfig` (both re-exported here).
 
 `selector`: the pod selector of the Deployment, the Service and the PDB. None (always, but
 while a Deployment of an earlier operator version is replaced) means `serving_selector`.
@@ -11,15 +12,14 @@ while a Deployment of an earlier operator version is replaced) means `serving_se
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from authz_operator import kinds
 from authz_operator.labels import (
     APP_NAME,
+    LABEL_COMPONENT,
     MANAGED_BY,
     ChildNames,
     Component,
@@ -33,15 +33,27 @@ from authz_operator.labels import (
     selector_string,
     serving_selector,
 )
+from authz_operator.podconfig import (
+    CONFIG_ENV,
+    ENV_ORDER,
+    Target,
+    config_data,
+    content_hash,
+    env,
+    secrets_hash,
+    target_from_spec,
+)
 from authz_operator.spec import Probe, Spec
 from authz_operator.status import Direction
 
 Obj = dict[str, Any]
 Selector = Mapping[str, str] | None
-__all__ = [  # what this module re-exports from `labels` (its own names are public too)
-    "APP_NAME", "MANAGED_BY", "ChildNames", "Component", "Owner", "child_name", "child_names",
-    "labels", "owner_reference", "pod_labels", "selector_labels", "selector_string",
-    "serving_selector",
+__all__ = [  # what this module re-exports from `labels` and `podconfig` (its own names
+    # are public too)
+    "APP_NAME", "CONFIG_ENV", "ENV_ORDER", "LABEL_COMPONENT", "MANAGED_BY", "ChildNames",
+    "Component", "Owner", "Target", "child_name", "child_names", "config_data", "content_hash",
+    "env", "labels", "owner_reference", "pod_labels", "secrets_hash", "selector_labels",
+    "selector_string", "serving_selector", "target_from_spec",
 ]
 
 FIELD_MANAGER = "authz-operator"
@@ -64,40 +76,8 @@ RUN_AS_USER = 1001
 TMP_VOLUME = "tmp"
 
 
-@dataclass(frozen=True)
-class Target:
-    """What the pods should run: an image, the ConfigMap content and the Secrets' versions.
-
-    Usually it comes straight from the spec (`target_from_spec`); a rollback builds it from
-    a recorded revision instead.
-    """
-
-    image: str
-    config: tuple[tuple[str, str], ...]
-    secrets_hash: str
-
-    @property
-    def config_data(self) -> dict[str, str]:
-        return dict(self.config)
-
-    @property
-    def config_hash(self) -> str:
-        return content_hash(self.config_data)
-
-
 # ---------------------------------------------------------------------------------------------
 # hashes and metadata
-
-
-def content_hash(value: Any) -> str:
-    """A short, stable hash of any JSON-able value."""
-    raw = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def secrets_hash(versions: Mapping[str, str]) -> str:
-    """Hash of the referenced Secrets' resourceVersions: a changed Secret rolls the pods."""
-    return content_hash(sorted(versions.items()))
 
 
 def _meta(owner: Owner, name: str, image: str, annotations: Mapping[str, str] | None = None,
@@ -122,72 +102,6 @@ def _finish(obj: Obj) -> Obj:
 def desired_hash(obj: Mapping[str, Any]) -> str | None:
     value = (obj.get("metadata", {}).get("annotations") or {}).get(ANN_DESIRED_HASH)
     return str(value) if value is not None else None
-
-
-# ---------------------------------------------------------------------------------------------
-# configuration
-
-
-def config_data(spec: Spec) -> dict[str, str]:
-    """The non-secret configuration, as the ConfigMap's data (keys in the seed's style)."""
-    return {
-        "node-env": spec.node_env,
-        "port": str(spec.port),
-        "redis-host": spec.redis.host,
-        "redis-port": str(spec.redis.port),
-        "kafka-brokers": ",".join(spec.kafka.brokers),
-        "kafka-client-id": spec.kafka.client_id,
-        "kafka-consumer-group": spec.kafka.consumer_group,
-        "jwt-expires-in": spec.jwt.expires_in,
-        "identity-service-url": spec.services.identity_url,
-        "referral-service-url": spec.services.referral_url,
-        "statistics-service-url": spec.services.statistics_url,
-        "log-level": spec.log_level,
-    }
-
-
-# The seed's variable names, in the seed's order, and the ConfigMap key each reads.
-CONFIG_ENV: tuple[tuple[str, str], ...] = (
-    ("NODE_ENV", "node-env"),
-    ("PORT", "port"),
-    ("REDIS_HOST", "redis-host"),
-    ("REDIS_PORT", "redis-port"),
-    ("KAFKA_BROKERS", "kafka-brokers"),
-    ("KAFKA_CLIENT_ID", "kafka-client-id"),
-    ("KAFKA_CONSUMER_GROUP", "kafka-consumer-group"),
-    ("JWT_EXPIRES_IN", "jwt-expires-in"),
-    ("IDENTITY_SERVICE_URL", "identity-service-url"),
-    ("REFERRAL_SERVICE_URL", "referral-service-url"),
-    ("STATISTICS_SERVICE_URL", "statistics-service-url"),
-    ("LOG_LEVEL", "log-level"),
-)
-ENV_ORDER = (
-    "NODE_ENV", "PORT", "DATABASE_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD",
-    "KAFKA_BROKERS", "KAFKA_CLIENT_ID", "KAFKA_CONSUMER_GROUP", "JWT_SECRET",
-    "JWT_SECRET_PREVIOUS", "JWT_EXPIRES_IN",
-    "IDENTITY_SERVICE_URL", "REFERRAL_SERVICE_URL", "STATISTICS_SERVICE_URL", "LOG_LEVEL",
-)
-
-
-def target_from_spec(spec: Spec, secret_versions: Mapping[str, str]) -> Target:
-    return Target(
-        image=spec.image,
-        config=tuple(sorted(config_data(spec).items())),
-        secrets_hash=secrets_hash(secret_versions),
-    )
-
-
-def env(spec: Spec, config_map: str) -> list[Obj]:
-    """Environment of the service (and migration) containers: ConfigMap and Secret key refs."""
-    by_name: dict[str, Obj] = {
-        var: {"name": var, "valueFrom": {"configMapKeyRef": {"name": config_map, "key": key}}}
-        for var, key in CONFIG_ENV
-    }
-    for var, ref in spec.secret_refs():
-        by_name[var] = {
-            "name": var, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
-        }
-    return [by_name[v] for v in ENV_ORDER if v in by_name]
 
 
 # ---------------------------------------------------------------------------------------------

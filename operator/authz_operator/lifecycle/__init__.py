@@ -9,7 +9,8 @@ A reconcile reads as five steps over frozen state (`state.py`):
 1. hold and manual rollback (`target.hold_and_rollback_request`): is the spec held?
 2. target revision (`target.target_revision`): the spec's, or a recorded one while held;
 3. migration gate (`migration.migration_gate`): up or down Job first, one at a time;
-4. child plan (`children.child_plan`): what to apply and delete, what someone else owns;
+4. child plan (`selector.selector_plan`, `children.child_plan`): how a Deployment of an earlier
+   version (immutable selector) is replaced; what to apply and delete, what someone else owns;
 5. verdict (`verdict.verdict`): phase and conditions; record a revision, or roll back.
 """
 
@@ -27,7 +28,7 @@ from authz_operator.lifecycle.observe import (
     replica_fields,
 )
 from authz_operator.lifecycle.report import OK, Signal, Verdict, apply_events, finish
-from authz_operator.lifecycle.selector import Step, live_selector, selector_plan
+from authz_operator.lifecycle.selector import selector_plan
 from authz_operator.lifecycle.situation import Draft, Situation, revision_key
 from authz_operator.lifecycle.state import MigrateCode, MigrateResult, parse_result
 from authz_operator.lifecycle.target import hold_and_rollback_request, target_revision
@@ -39,7 +40,6 @@ from authz_operator.workload import job_state, rollout_state
 __all__ = [
     "Apply", "MigrateCode", "MigrateResult", "Observed", "Plan", "SecretView",
     "controlled_by", "crash_message", "decide", "deployment_available", "job_state",
-    "live_selector",
     "missing_secret_keys", "parse_result", "revision_key", "rollout_state",
 ]
 
@@ -74,11 +74,11 @@ def decide(obs: Observed) -> Plan:
 
     plan.applies, plan.deletes, plan.again = children.applies, children.deletes, decision.again
     plan.orphans = children.orphans
-    adopting = sel.step is Step.ADOPT and any(a.kind == "Deployment" for a in plan.applies)
+    adopting = children.adopting
     reported = [a for a in plan.applies if a.kind != "Job"
                 and not (adopting and a.kind == "Deployment")]   # sel.events say it
     plan.events = [*apply_events(obs, reported, plan.deletes), *step_events, *draft.events]
-    if sel.step is not Step.ADOPT or adopting:
+    if not sel.by_applying or any(a.kind == "Deployment" for a in plan.applies):
         plan.events += sel.events
         plan.deletes += [("ReplicaSet", rs) for rs in sel.delete_replica_sets]
     fields = draft.fields

@@ -25,6 +25,7 @@ class ChildPlan:
     deletes: list[tuple[str, str]] = field(default_factory=list)    # (kind, name)
     conflicts: list[str] = field(default_factory=list)              # "Kind name"
     orphans: list[tuple[str, str]] = field(default_factory=list)    # deleted, dependents kept
+    adopting: bool = False    # the Deployment is created to adopt orphaned ReplicaSets
 
 
 def hold_deployment(sit: Situation, hold: Hold | None, aim: Aim, migrating: bool) -> bool:
@@ -64,6 +65,7 @@ def child_plan(sit: Situation, hold: Hold | None, aim: Aim, held: bool,
         ch = change(want, live)
         if ch is not None:
             plan.applies.append(_with_replicas(want, ch, sel))
+            plan.adopting = plan.adopting or (kind == "Deployment" and sel.step is Step.ADOPT)
     if job is not None:
         plan.applies.append(Apply(job, Change.CREATE))
     return plan

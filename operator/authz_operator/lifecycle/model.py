@@ -36,8 +36,7 @@ class Observed:
     job_results: Mapping[str, str]              # Job name -> termination message of its pod
     now: datetime.datetime
     pods: Sequence[Obj] = ()                    # the Deployment's pods, while it rolls out
-    replica_sets: Sequence[Obj] = ()            # this resource's, while its Deployment is
-                                                # missing, rolls out or has an old selector
+    replica_sets: Sequence[Obj] = ()            # this resource's (by labels)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,12 @@ class SelectorPlan:
         """The Deployment must not be applied this round."""
         return self.step in (Step.ORPHAN, Step.WAIT)
 
+    @property
+    def by_applying(self) -> bool:
+        """The step is carried out by applying the Deployment (its events and deletes count
+        only when it is applied: not while it is held, nor when it is in sync)."""
+        return self.step in (Step.RELABEL, Step.ADOPT)
+
 
 def live_selector(dep: Mapping[str, Any]) -> dict[str, str]:
     return dict(((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
@@ -106,7 +112,11 @@ def selector_plan(dep: Obj | None, replica_sets: Sequence[Obj], owner: r.Owner, 
     if live != serving:
         template = (dep.get("spec") or {}).get("template") or {}
         if held or not (complete and _serves(template, owner)):
-            return SelectorPlan(Step.RELABEL, selector=live)
+            return SelectorPlan(Step.RELABEL, selector=live, events=[Event(
+                "Normal", Reason.SELECTOR_MIGRATED,
+                f"labelling the pods of Deployment {name} {r.LABEL_COMPONENT}="
+                f"{r.Component.SERVER} (a rolling update, under its old selector), so that it "
+                f"can be replaced by one selecting only the serving pods")])
         return SelectorPlan(Step.ORPHAN, selector=live, events=[Event(
             "Normal", Reason.SELECTOR_MIGRATED,
             f"Deployment {name} selects {r.selector_string(live)}, set by an earlier "

@@ -49,6 +49,10 @@ def verdict(sit: Situation, hold: Hold | None, aim: Aim, gate: Gate, children: C
     if aim.target is None:
         msg = hold.message if hold is not None and hold.message else "nothing to deploy"
         return Decision(Verdict.failing(Phase.FAILED, Reason.ROLLOUT_FAILED, msg), hold)
+    if children.adopting and sit.status.get("revisionKey") == aim.target_key:
+        # An old Deployment is replaced (lifecycle.selector): its orphaned pods serve the
+        # revision the status records, and the new Deployment adopts them.
+        return Decision(_done(hold, "the Deployment is replaced: its pods keep serving"), hold)
     dep_apply = any(a.kind == "Deployment" for a in children.applies)
     if dep_apply or sit.dep is None:
         msg = f"rolling {'back to' if rolling_back else 'out'} {aim.target.image}"
@@ -66,6 +70,9 @@ def _watch_rollout(sit: Situation, hold: Hold | None, aim: Aim, gate: Gate, draf
     state = rollout_state(sit.dep, min_replicas(sit.spec))
     crashed = None if state.complete else crash_message(sit.obs.pods, aim.target.image)
     current = sit.status.get("revisionKey") == aim.target_key
+    if current and not (sit.dep.get("status") or {}).get("observedGeneration"):
+        # Just created (an adopting one, or recreated): its controller has not looked yet.
+        return Decision(_done(hold, state.message), hold)
     if state.complete or (current and serving(sit.dep)):
         if not current:
             draft.fields.update(_record_revision(sit, aim.target, str(aim.target_key),

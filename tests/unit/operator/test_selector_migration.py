@@ -15,9 +15,10 @@ from authz_operator import resources as r
 from authz_operator.diff import Change
 from authz_operator.lifecycle.selector import SelectorPlan, Step, selector_plan
 from authz_operator.spec import parse_spec
+from authz_operator.status import Phase
 
 from .samples import OWNER, spec_body
-from .test_lifecycle import SECRETS, children_for, complete, live, observed, settle
+from .test_lifecycle import SECRETS, children_for, complete, live, observed
 
 NAME = OWNER.name
 LEGACY = {"app.kubernetes.io/name": "authorization-service", "app.kubernetes.io/instance": NAME}
@@ -90,7 +91,7 @@ def test_selector_plan(seen: str, dep: dict[str, Any] | None, sets: list[dict[st
     got = selector_plan(dep, sets, OWNER, held, autoscaling=hpa, min_replicas=2)
     assert dataclasses.replace(got, events=[]) == want
     assert [e.reason for e in got.events] == (
-        ["SelectorMigrated"] if want.step in (Step.ORPHAN, Step.ADOPT, Step.CLEANUP) else [])
+        ["SelectorMigrated"] if want.step not in (Step.NONE, Step.WAIT) else [])
 
 
 def test_the_orphaning_event_says_what_happens_and_why() -> None:
@@ -116,8 +117,9 @@ def legacy_children() -> dict[str, Any]:
     return out
 
 
-def ready(obs: lc.Observed, **changes: Any) -> lc.Observed:
-    return dataclasses.replace(settle(obs), **changes)
+def after(obs: lc.Observed, plan: lc.Plan, **changes: Any) -> lc.Observed:
+    """The next observation: the plan's status written, and what else changed."""
+    return dataclasses.replace(obs, status=plan.status, **changes)
 
 
 def test_journey_relabel_orphan_adopt_with_the_hpa_count_then_nothing() -> None:
@@ -131,21 +133,21 @@ def test_journey_relabel_orphan_adopt_with_the_hpa_count_then_nothing() -> None:
         == "server"
 
     rolled = {**start.children, "Deployment": live(dep.obj)}
-    orphan = lc.decide(ready(start, children=rolled))
+    orphan = lc.decide(after(start, relabel, children=rolled))
     assert (orphan.applies, orphan.deletes) == ([], [])
     assert orphan.orphans == [("Deployment", NAME)]
     assert "SelectorMigrated" in [e.reason for e in orphan.events]
 
     gone = {**rolled, "Deployment": None}
     labelled = rs("cur", 5)
-    adopt = lc.decide(ready(start, children=gone,
+    adopt = lc.decide(after(start, orphan, children=gone,
                             replica_sets=[labelled, rs("old", 0, labelled=False)]))
     by_kind = {a.kind: a for a in adopt.applies}
     assert set(by_kind) == {"Deployment", "Service", "PodDisruptionBudget"}
-    created = by_kind["Deployment"]
-    assert (created.change, created.handover_replicas) == (Change.CREATE, True)
-    assert created.obj["spec"]["replicas"] == 5
-    assert created.obj["spec"]["selector"]["matchLabels"] == SERVING
+    create = by_kind["Deployment"]
+    assert (create.change, create.handover_replicas) == (Change.CREATE, True)
+    assert create.obj["spec"]["replicas"] == 5
+    assert create.obj["spec"]["selector"]["matchLabels"] == SERVING
     assert by_kind["Service"].obj["spec"]["selector"] == SERVING
     assert by_kind["PodDisruptionBudget"].obj["spec"]["selector"]["matchLabels"] == SERVING
     assert adopt.deletes == [("ReplicaSet", "old")]
@@ -154,10 +156,16 @@ def test_journey_relabel_orphan_adopt_with_the_hpa_count_then_nothing() -> None:
     assert "RolloutStarted" not in reasons   # the adopted pods run the same template
     assert "DriftCorrected" not in reasons
 
+    assert adopt.status["phase"] == orphan.status["phase"] == Phase.READY   # pods serve
+
+    created = live(by_kind["Deployment"].obj, observedGeneration=0)   # not synced yet
     replaced = {**gone, **{a.kind: live(a.obj) for a in adopt.applies}}
-    after = ready(start, children=replaced, status=settle(start).status)
-    steady = lc.decide(settle(after))
+    synced = lc.decide(after(start, adopt, children={**replaced, "Deployment": created}))
+    assert synced.status["phase"] == Phase.READY
+    assert [e for e in synced.events if e.type == "Warning"] == []
+    steady = lc.decide(after(start, synced, children=replaced))
     assert (steady.applies, steady.deletes, steady.orphans) == ([], [], [])
+    assert steady.status["phase"] == Phase.READY
 
 
 def test_a_fresh_resource_selects_the_serving_pods_and_lists_nothing_more() -> None:
