@@ -4,6 +4,7 @@ Kafka broker that a test may stop and start."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,7 +60,8 @@ def cluster(devenv: DevEnv) -> DevEnv:
     """The environment, asserting the local Kubernetes control plane is up too."""
     st = devstate.load()
     missing = [n for n in ("etcd", "kube-apiserver", "kube-controller-manager",
-                           "kube-scheduler", "kwok") if not procs.alive(st.pids.get(n))]
+                           "kube-scheduler", "kwok", "containerd", "kubelet", "kube-proxy",
+                           "coredns", "metrics-server") if not procs.alive(st.pids.get(n))]
     if missing:
         pytest.fail(f"local cluster not running ({', '.join(missing)}): run ./hack/test "
                     "(or ./hack/up) first", pytrace=False)
@@ -143,3 +145,22 @@ def namespace(cluster: DevEnv) -> Iterator[str]:
     yield name
     core.delete_namespace(name)
     api_client.close()
+
+
+# A database every operator test's resource may share (its schema is migrated once; later
+# migration Jobs find nothing to do). Tests of migrations themselves use one of their own.
+SHARED_DATABASE = "authz_operator_tests"
+SHARED_DATABASE_URL = (
+    f"postgresql://postgres@postgres.postgres.svc.cluster.local:5432/{SHARED_DATABASE}")
+
+
+@pytest.fixture(scope="session")
+def shared_database(devenv: DevEnv) -> str:
+    """The database the operator tests' Secrets point at by default (kept: it is migrated
+    once and shared by the xdist workers, each of which may try to create it)."""
+    import psycopg
+
+    with (psycopg.connect(devenv.database_url, autocommit=True) as conn,
+          contextlib.suppress(psycopg.errors.DuplicateDatabase)):
+        conn.execute(f'CREATE DATABASE "{SHARED_DATABASE}"')
+    return SHARED_DATABASE

@@ -1,6 +1,7 @@
-"""A real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver (RBAC and Pod Security
-admission on), kube-controller-manager, kube-scheduler, and kwok for fake nodes. Pods of our
-own image are left to `devenv.podrunner`, which really runs them; kwok fakes all others."""
+"""A real Kubernetes control plane inside the environment's network namespace: etcd,
+kube-apiserver (RBAC and Pod Security admission on), kube-controller-manager, kube-scheduler,
+and kwok for fake nodes (tainted: for scale tests only). Pods run on the real node
+(`devenv.node`)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ import yaml
 from devenv import build, netns, paths, procs
 from devenv.state import State
 
-OUR_IMAGE_QUERY = '[.spec.containers[].image | test("(^|/)authorization-service:")] | any'
 FAKE_NODES = ("kwok-node-0", "kwok-node-1")
+# kwok's fake nodes serve scale tests only: nothing lands there unless it tolerates this.
+FAKE_NODE_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
+ON_FAKE_NODES = {"tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists"}],
+                 "nodeSelector": {"type": "kwok"}}
 
 
 # The API server is reached on loopback (tools and tests), on the node's IP (kubelet, the
@@ -87,24 +91,17 @@ def _healthy(url: str, ca: Path | None = None, token: str | None = None) -> bool
 
 
 def _kwok_stages(run: Path) -> list[Path]:
-    """kwok's standard stages, with the pod stages told to leave our own image alone."""
+    """kwok's standard stages: nodes Ready with leases; pods Running, Jobs completed."""
     src = build.kwok_stages_dir()
     out = run / "kwok-stages"
     out.mkdir(parents=True, exist_ok=True)
     files = []
-    for rel, skip_ours in [
-        ("node/fast/node-initialize.yaml", False),
-        ("node/heartbeat-with-lease/node-heartbeat-with-lease.yaml", False),
-        ("pod/fast/pod-ready.yaml", True),
-        ("pod/fast/pod-complete.yaml", True),
-        ("pod/fast/pod-delete.yaml", False),
-    ]:
-        stage: dict[str, Any] = yaml.safe_load((src / rel).read_text())
-        if skip_ours:
-            stage["spec"]["selector"]["matchExpressions"].append(
-                {"key": OUR_IMAGE_QUERY, "operator": "NotIn", "values": ["true"]})
+    for rel in ("node/fast/node-initialize.yaml",
+                "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+                "pod/fast/pod-ready.yaml", "pod/fast/pod-complete.yaml",
+                "pod/fast/pod-delete.yaml"):
         target = out / Path(rel).name
-        target.write_text(yaml.safe_dump(stage))
+        target.write_text((src / rel).read_text())
         files.append(target)
     return files
 
@@ -222,7 +219,7 @@ def _start_controller(state: State, bins: Path, name: str, extra: list[str]) -> 
 
 
 def _ensure_nodes(state: State) -> None:
-    """Fake nodes that kwok keeps Ready; no taint, so any pod may land on them."""
+    """Fake nodes that kwok keeps Ready, tainted: only pods that ask for them land there."""
     nodes = {
         "apiVersion": "v1", "kind": "List",
         "items": [{
@@ -232,6 +229,7 @@ def _ensure_nodes(state: State) -> None:
                          "labels": {"type": "kwok", "kubernetes.io/hostname": name,
                                     "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
                                     "topology.kubernetes.io/zone": f"zone-{i}"}},
+            "spec": {"taints": [FAKE_NODE_TAINT]},
         } for i, name in enumerate(FAKE_NODES)],
     }
     kubectl(state, "apply", "-f", "-", input=yaml.safe_dump(nodes))

@@ -152,7 +152,7 @@ def project_image(dockerfile: str, repository: str, base: str) -> Built:
 
 def variant_image(service: Built, tag: str) -> Built:
     """A thin image on top of the service image for a test tag (`1.5.0`, `1.4.0-unready`)."""
-    run = images.parse(f"{SERVICE}:{tag}", None, None)
+    run = images.parse(f"{SERVICE}:{tag}")
     files = images.variant_files(service.ref, run)
     if files is None:
         return service

@@ -46,7 +46,6 @@ KERNEL_TUNABLES = {
 CGROUP_ROOT = "authz-dev"   # every cgroup of the node lives under this one (cgroup v1)
 CGROUP_FS = Path("/sys/fs/cgroup")
 CNI_BIN = Path("/usr/lib/cni")
-TAINT = {"key": "authz.rwadurian.io/real-node", "value": "true", "effect": "NoSchedule"}
 
 
 def base() -> Path:
@@ -146,8 +145,6 @@ def kubelet_config(ca: Path, sock: Path, port: int, healthz_port: int,
         "syncFrequency": "10s",
         "fileCheckFrequency": "20s",
         "protectKernelDefaults": False,
-        # Until the tests move onto this node, only pods that ask for it land here.
-        "registerWithTaints": [TAINT],
     }
 
 
@@ -336,3 +333,10 @@ def _node_ready(state: State) -> bool:
 def wait_ready(state: State, timeout: float = 90) -> None:
     procs.wait_until(f"node {NAME} Ready", lambda: _node_ready(state), timeout,
                      state.pids.get("kubelet"), paths.RUN / "kubelet.log")
+    from devenv import cluster
+
+    # An environment made by an earlier version registered the node with a taint.
+    taints = cluster.kubectl(state, "get", "node", NAME, "-o",
+                             "jsonpath={.spec.taints[*].key}").stdout.split()
+    if "authz.rwadurian.io/real-node" in taints:
+        cluster.kubectl(state, "taint", "node", NAME, "authz.rwadurian.io/real-node-")

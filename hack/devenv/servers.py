@@ -1,6 +1,7 @@
 """PostgreSQL 15 and Redis 7 (Debian packages) and an Apache Kafka broker in KRaft mode
-(jars from Maven Central), each on a free loopback port with its data and log in the run
-folder."""
+(jars from Maven Central), each on a free port of the node's IP (10.244.0.1, inside the
+environment's network namespace, reachable from pods) and of its loopback, with its data and
+log in the run folder."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def start_postgres(state: State) -> None:
     pid = int((data / "postmaster.pid").read_text().split()[0])
     state.pids["postgres"] = pid
     state.ports["postgres"] = port
-    state.database_url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    # The node's IP: the same URL works for the tests and for pods.
+    state.database_url = f"postgresql://postgres@{netns.NODE_IP}:{port}/postgres"
     state.save()
 
 
@@ -78,7 +80,7 @@ def start_redis(state: State) -> None:
     procs.wait_until("redis", lambda: procs.port_open(port), 30, pid, paths.RUN / "redis.log")
     state.pids["redis"] = pid
     state.ports["redis"] = port
-    state.redis_url = f"redis://127.0.0.1:{port}/0"
+    state.redis_url = f"redis://{netns.NODE_IP}:{port}/0"
     state.save()
 
 
@@ -102,10 +104,13 @@ KAFKA_POD_PORT = 9092
 
 
 def _kafka_properties(port: int, controller_port: int, data: Path, pods: bool = False) -> str:
-    """One KRaft node; with `pods`, a second listener on the node's IP that advertises the
-    cluster DNS name (clients get back the address of the listener they connected to)."""
-    listeners = [f"PLAINTEXT://127.0.0.1:{port}", f"CONTROLLER://127.0.0.1:{controller_port}"]
-    advertised = [f"PLAINTEXT://127.0.0.1:{port}"]
+    """One KRaft node. With `pods` (the environment's broker) it listens on the node's IP,
+    where tests and pods both reach it, plus a listener that advertises the seed's cluster
+    DNS name (clients get back the address of the listener they connected to); private
+    brokers of tests stay on loopback."""
+    host = netns.NODE_IP if pods else "127.0.0.1"
+    listeners = [f"PLAINTEXT://{host}:{port}", f"CONTROLLER://127.0.0.1:{controller_port}"]
+    advertised = [f"PLAINTEXT://{host}:{port}"]
     protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
     if pods:
         listeners.append(f"POD://{netns.NODE_IP}:{KAFKA_POD_PORT}")
@@ -148,7 +153,7 @@ def start_kafka(state: State) -> None:
     state.pids["kafka"] = pid
     state.ports["kafka"] = port
     state.ports["kafka-controller"] = controller
-    state.kafka_brokers = f"127.0.0.1:{port}"
+    state.kafka_brokers = f"{netns.NODE_IP}:{port}"
     state.save()
 
 
@@ -169,8 +174,9 @@ def start_broker(base: Path, name: str, port: int, controller: int, pods: bool =
                    "-c", str(props), "--ignore-formatted"])
     pid = procs.spawn(name, [*java, "kafka.Kafka", str(props)], base.parent)
     log = base.parent / f"{name}.log"
-    procs.wait_until(f"{name} port", lambda: procs.port_open(port), 90, pid, log)
-    procs.wait_until(name, lambda: kafka_ready(f"127.0.0.1:{port}"), 60, pid, log)
+    host = netns.NODE_IP if pods else procs.LOOPBACK
+    procs.wait_until(f"{name} port", lambda: procs.port_open(port, host), 90, pid, log)
+    procs.wait_until(name, lambda: kafka_ready(f"{host}:{port}"), 60, pid, log)
     return pid
 
 

@@ -30,13 +30,20 @@ def _empty(value: Any) -> bool:
     return value is None or value == {} or value == []
 
 
+def _zero(value: Any) -> bool:
+    """0 or false: the API server leaves such a field out when it is not a pointer
+    (`initialDelaySeconds: 0` comes back as no initialDelaySeconds at all)."""
+    return value is False or (isinstance(value, int) and value == 0)
+
+
 def is_subset(desired: Any, live: Any) -> bool:
     """True when every field of `desired` is in `live` with an equal value."""
     if isinstance(desired, Mapping):
         if not isinstance(live, Mapping):
             return _empty(desired) and _empty(live)
         return all(
-            (_empty(v) and _empty(live.get(k))) or (k in live and is_subset(v, live[k]))
+            (_empty(v) and _empty(live.get(k))) or (k not in live and _zero(v))
+            or (k in live and is_subset(v, live[k]))
             for k, v in desired.items()
         )
     if isinstance(desired, list):

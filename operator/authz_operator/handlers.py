@@ -19,6 +19,7 @@ import kopf
 
 from authz_operator import kinds, metrics, resources
 from authz_operator.kube import Kube, KubeError
+from authz_operator.main import CLUSTER_PEERING_ENV
 from authz_operator.reconciler import Reconciler
 from authz_operator.spec import GROUP, KIND, PLURAL, VERSION, raw_secret_names
 
@@ -46,6 +47,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = int(os.environ.get("AUTHZ_WORKERS", "8"))
     settings.watching.server_timeout = 270
+    if os.environ.get(CLUSTER_PEERING_ENV) == "1" and not settings.peering.standalone:
+        # kopf picks namespaced peering for any --namespace; a pattern spans the cluster.
+        settings.peering.clusterwide = True
     metrics_port = os.environ.get("AUTHZ_METRICS_PORT")
     if metrics_port and not isinstance(memo.get("metrics"), metrics.Server):
         memo["metrics"] = metrics.Server(int(metrics_port))

@@ -1,8 +1,9 @@
 """Console entry point `authz-operator`: runs kopf with this package's handlers.
 
 Extra defaults on top of `kopf run`:
-- namespaces: `WATCH_NAMESPACES=a,b` watches those; otherwise all namespaces (`-A`), unless
-  the arguments already name namespaces;
+- namespaces: `WATCH_NAMESPACES=a,b` watches those, `WATCH_NAMESPACES=!t-*` (globs and
+  exclusions, kopf's pattern syntax) every namespace the pattern matches, now or later;
+  otherwise all namespaces (`-A`), unless the arguments already name namespaces;
 - peering: two replicas must never both act. kopf pauses operators that see a peer with a
   higher priority, and ALL operators when peers share a priority, so each replica gets a
   distinct random priority unless `--priority` or `--standalone` is given.
@@ -13,6 +14,33 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from collections.abc import Mapping
+
+PATTERN_CHARS = frozenset("*?!")
+
+
+def watched_namespaces(environ: Mapping[str, str]) -> list[str]:
+    """WATCH_NAMESPACES as kopf `--namespace` values: exact names one by one; a list with a
+    glob or an exclusion (`!t-*`, `team-*,!team-sandbox`) as one kopf pattern, in which the
+    rightmost matching glob wins."""
+    names = [n.strip() for n in environ.get("WATCH_NAMESPACES", "").split(",") if n.strip()]
+    if any(PATTERN_CHARS & set(n) for n in names):
+        return [",".join(names)]
+    return names
+
+
+CLUSTER_PEERING_ENV = "AUTHZ_CLUSTER_PEERING"
+
+
+def spans_the_cluster(kopf_argv: list[str]) -> bool:
+    """Whether `kopf run` arguments serve a namespace pattern: it serves namespaces nobody
+    listed (and ones created later), so the replicas must coordinate through the
+    cluster-wide peering object, as with --all-namespaces, not through a KopfPeering in each
+    namespace (which would not exist there)."""
+    values = [kopf_argv[i + 1] for i, a in enumerate(kopf_argv[:-1])
+              if a in ("-n", "--namespace")]
+    values += [a.split("=", 1)[1] for a in kopf_argv if a.startswith("--namespace=")]
+    return any(PATTERN_CHARS & set(v) for v in values)
 
 
 def kopf_args(argv: list[str], environ: dict[str, str] | None = None) -> list[str]:
@@ -20,7 +48,7 @@ def kopf_args(argv: list[str], environ: dict[str, str] | None = None) -> list[st
     args = ["run", "-m", "authz_operator.handlers", *argv]
     flags = {a.split("=", 1)[0] for a in argv}
     if not flags & {"-n", "--namespace", "-A", "--all-namespaces"}:
-        watch = [n.strip() for n in env.get("WATCH_NAMESPACES", "").split(",") if n.strip()]
+        watch = watched_namespaces(env)
         if watch:
             for ns in watch:
                 args += ["--namespace", ns]
@@ -36,4 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     import kopf.cli
 
     args = kopf_args(list(sys.argv[1:] if argv is None else argv))
+    if spans_the_cluster(args):
+        os.environ[CLUSTER_PEERING_ENV] = "1"   # read by handlers.configure
     return int(kopf.cli.main(args, standalone_mode=False) or 0)

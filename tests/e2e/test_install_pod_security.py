@@ -5,7 +5,6 @@ refused, so the test can fail."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,8 +15,8 @@ from kubernetes.client.exceptions import ApiException
 from authz_operator import resources
 from authz_operator.spec import parse_spec
 from tests.conftest import DevEnv
-from tests.support.kube import api_client, watch_until
-from tests.unit.install.manifests import MANIFESTS, dump, render, retarget
+from tests.support.kube import api_client
+from tests.unit.install.manifests import MANIFESTS, render
 
 pytestmark = pytest.mark.cluster
 
@@ -81,18 +80,3 @@ def test_a_pod_breaking_the_standard_is_refused(restricted: tuple[Any, str]) -> 
     assert err.value.status == 403
     assert "violates PodSecurity" in str(err.value.body)
     assert "allowPrivilegeEscalation" in str(err.value.body)
-
-
-def test_operator_deployment_gets_running_pods(cluster: DevEnv,
-                                               restricted: tuple[Any, str]) -> None:
-    """For real: the ReplicaSet controller's pod creations pass admission (kwok runs them)."""
-    api, namespace = restricted
-    objs = [o for o in retarget(render(MANIFESTS), namespace) if o["kind"] == "Deployment"]
-    subprocess.run([cluster.kubectl, f"--kubeconfig={cluster.kubeconfig}", "apply",
-                    "--server-side", "-f", "-"], input=dump(objs), text=True, check=True,
-                   capture_output=True, timeout=60)
-    pods = watch_until(
-        client.CoreV1Api(api).list_namespaced_pod,
-        lambda ps: sum(p["status"].get("phase") == "Running" for p in ps) == 2,
-        namespace, label_selector="app.kubernetes.io/name=authz-operator", timeout=60)
-    assert len(pods) == 2

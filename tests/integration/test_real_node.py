@@ -1,9 +1,7 @@
 """The real node: containers of the image built from Dockerfile.service run in containerd, the
 kubelet's probes decide Ready and restarts, the kubelet reports the termination message the
 container wrote, Services route through kube-proxy, cluster DNS names the environment's
-servers as the seed does, and metrics-server serves resource metrics.
-
-Until the whole suite moves onto this node it carries a taint; these pods tolerate it."""
+servers as the seed does, and metrics-server serves resource metrics."""
 
 from __future__ import annotations
 
@@ -23,8 +21,7 @@ pytestmark = pytest.mark.cluster
 
 NODE = "authz-node"
 IMAGE = "registry.example/authorization-service:1.4.0"
-REAL_NODE = {"nodeSelector": {"kubernetes.io/hostname": NODE},
-             "tolerations": [{"key": "authz.rwadurian.io/real-node", "operator": "Exists"}]}
+REAL_NODE = {"nodeSelector": {"kubernetes.io/hostname": NODE}}
 # The service's environment with the servers under the names the seed gives them.
 SERVICE_ENV = {
     "NODE_ENV": "production", "PORT": "3002", "LOG_LEVEL": "info",

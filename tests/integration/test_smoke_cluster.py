@@ -1,6 +1,7 @@
 """Smoke tests that would fail against a fake API server: a real kube-apiserver 1.36 with
-controller-manager (Deployments, Jobs, garbage collection), scheduler, kwok nodes, RBAC
-and Pod Security admission."""
+controller-manager (Deployments, Jobs, garbage collection), scheduler, RBAC and Pod Security
+admission; and kwok's fake nodes, which only pods that tolerate their taint reach (what the
+scale tests use: tests/integration/test_real_node.py covers the real node)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from devenv import build
-from devenv.cluster import FAKE_NODES
+from devenv.cluster import FAKE_NODES, ON_FAKE_NODES
 from tests.conftest import DevEnv
 from tests.support.kube import api_client, condition, watch_until
 
@@ -45,7 +46,8 @@ def _deployment(name: str, replicas: int) -> dict[str, Any]:
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
         "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                  "template": {"metadata": {"labels": labels},
-                              "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}},
+                              "spec": {**ON_FAKE_NODES,
+                                       "containers": [{"name": "c", "image": "busybox:1.36"}]}}},
     }
 
 
@@ -63,11 +65,23 @@ def test_deployment_pods_become_running_and_ready_on_fake_nodes(api: Any, namesp
                 timeout=60)
 
 
-def test_job_completes(api: Any, namespace: str) -> None:
+def test_pods_that_do_not_ask_for_fake_nodes_never_land_there(api: Any, namespace: str) -> None:
+    spec = _deployment("plain", 1)
+    spec["spec"]["template"]["spec"].pop("tolerations")
+    spec["spec"]["template"]["spec"].pop("nodeSelector")
+    client.AppsV1Api(api).create_namespaced_deployment(namespace, spec)
+    [pod] = watch_until(client.CoreV1Api(api).list_namespaced_pod,
+                        lambda ps: len(ps) == 1 and bool(ps[0]["spec"].get("nodeName")),
+                        namespace, label_selector="app=plain", timeout=60)
+    assert pod["spec"]["nodeName"] not in FAKE_NODES
+
+
+def test_job_completes_on_a_fake_node(api: Any, namespace: str) -> None:
     job = {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
         "spec": {"backoffLimit": 0, "template": {"spec": {
-            "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}}},
+            **ON_FAKE_NODES, "restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "busybox:1.36"}]}}},
     }
     client.BatchV1Api(api).create_namespaced_job(namespace, job)
     watch_until(client.BatchV1Api(api).list_namespaced_job,

@@ -37,20 +37,21 @@ def watch_until(
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
     """List, then watch, until `predicate(objects)` holds for the current set of objects
-    (as plain dicts). Fails with the last state seen after `timeout` seconds."""
+    (as plain dicts). Fails with the last state seen after `timeout` seconds. Works for
+    typed lists and for custom objects (which the client returns as dicts)."""
     serialize = client.ApiClient().sanitize_for_serialization
-    listed = list_fn(*args, **kwargs)
-    objects = {o.metadata.uid: serialize(o) for o in listed.items}
+    listed = serialize(list_fn(*args, **kwargs))
+    objects = {o["metadata"]["uid"]: o for o in listed.get("items") or []}
     if predicate(list(objects.values())):
         return list(objects.values())
     w = watch.Watch()
-    for event in w.stream(list_fn, *args, resource_version=listed.metadata.resource_version,
+    for event in w.stream(list_fn, *args, resource_version=listed["metadata"]["resourceVersion"],
                           timeout_seconds=timeout, **kwargs):
-        obj = event["object"]
+        obj = serialize(event["object"])
         if event["type"] == "DELETED":
-            objects.pop(obj.metadata.uid, None)
+            objects.pop(obj["metadata"]["uid"], None)
         else:
-            objects[obj.metadata.uid] = serialize(obj)
+            objects[obj["metadata"]["uid"]] = obj
         if predicate(list(objects.values())):
             w.stop()
             return list(objects.values())

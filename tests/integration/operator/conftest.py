@@ -146,7 +146,8 @@ class Operator:
 
 
 @pytest.fixture
-def operator(crd: None, kube: Kube, namespace: str, recorder: Recorder) -> Iterator[Operator]:
+def operator(crd: None, kube: Kube, namespace: str, recorder: Recorder,
+             shared_database: str) -> Iterator[Operator]:
     """The real operator, watching only this test's namespace."""
     op = Operator(namespace)
     op.start()

@@ -7,14 +7,18 @@ import copy
 from typing import Any
 
 from authz_operator.kube import Kube
+from tests.conftest import SHARED_DATABASE_URL
 
 NAME = "authz"
-# Not `.../authorization-service:<tag>`: the harness's pod runner would really run it; kwok
-# fakes this one's pods to Running/Ready.
-IMAGE = "registry.example/authz-fake:1.4.0"
+# The image built from Dockerfile.service: its pods are containers on the real node.
+IMAGE = "registry.example/authorization-service:1.4.0"
 
 SPEC: dict[str, Any] = {
     "image": IMAGE,
+    # Small requests: the real node has two CPUs for every test's pods (limits stay default).
+    "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
+    # Ready as soon as the service answers (the seed waits 10 s before the first probe).
+    "probes": {"readiness": {"initialDelaySeconds": 0, "periodSeconds": 1}},
     "database": {"urlSecretRef": {"name": "authorization-secrets", "key": "database-url"}},
     "redis": {"host": "redis-master.redis.svc.cluster.local"},
     "kafka": {"brokers": ["kafka-0.kafka.svc.cluster.local:9092"]},
@@ -32,8 +36,8 @@ def cr(namespace: str, name: str = NAME, **spec: Any) -> dict[str, Any]:
 
 def secret(namespace: str, name: str = "authorization-secrets",
            data: dict[str, str] | None = None) -> dict[str, Any]:
-    values = data if data is not None else {"database-url": "postgresql://u:p@db:5432/authz",
-                      "jwt-secret": "s3cr3t-value-never-logged"}
+    values = data if data is not None else {"database-url": SHARED_DATABASE_URL,
+                                            "jwt-secret": "s3cr3t-value-never-logged"}
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": name, "namespace": namespace},
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}}

@@ -42,7 +42,8 @@ class Env(Protocol):
 def make_token(sub: str, roles: tuple[str, ...] = (), secret: str = SECRET,
                **claims: Any) -> str:
     payload: dict[str, Any] = {"sub": sub, "roles": list(roles),
-                               "exp": int(time.time()) + 300, **claims}
+                               # long-lived: module-level tokens (ADMIN) outlive a slow suite
+                               "exp": int(time.time()) + 6 * 3600, **claims}
     return jwt.encode(payload, secret, algorithm="HS256")
 
 

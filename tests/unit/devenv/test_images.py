@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from devenv import images, paths
+from devenv import images
 
 
 @pytest.mark.parametrize(
@@ -24,42 +22,23 @@ def test_is_ours(image: str, ours: bool) -> None:
     assert images.is_ours(image) is ours
 
 
-def test_plain_tag_runs_the_container_command() -> None:
-    run = images.parse("r/authorization-service:1.4.0", ["authz-service", "serve"], None)
-    assert run == images.ImageRun("1.4.0", "1.4.0", None, ("authz-service", "serve"), ())
-    assert images.resolve_argv(run) == [str(paths.VENV_BIN / "authz-service"), "serve"]
-
-
-def test_no_command_means_the_image_default() -> None:
-    assert images.parse("authorization-service:1", None, None).argv == images.DEFAULT_COMMAND
-    assert images.parse("authorization-service:1", None, ["migrate", "up"]).argv == (
-        "authz-service", "migrate", "up")
+def test_plain_tag_is_the_service_image() -> None:
+    assert images.parse("r/authorization-service:1.4.0") == images.ImageRun(
+        "1.4.0", "1.4.0", None, ())
 
 
 @pytest.mark.parametrize("failure", ["unready", "crash"])
-def test_serving_failures_replace_the_server_but_not_migrations(failure: str) -> None:
-    serve = images.parse(f"authorization-service:2.0.0-{failure}", ["authz-service", "serve"],
-                         None)
-    assert (serve.failure, serve.base_tag) == (failure, "2.0.0")
-    assert "authz-service" not in " ".join(images.resolve_argv(serve))
-    migrate = images.parse(f"authorization-service:2.0.0-{failure}",
-                           ["authz-service", "migrate", "up"], None)
-    assert migrate.is_migration
-    assert images.resolve_argv(migrate)[1:] == ["migrate", "up"]
+def test_serving_failures_keep_the_base_version(failure: str) -> None:
+    run = images.parse(f"authorization-service:2.0.0-{failure}")
+    assert (run.failure, run.base_tag, run.extra_migrations) == (failure, "2.0.0", ())
 
 
-def test_badmigration_adds_a_failing_migration(tmp_path: Path) -> None:
-    run = images.parse("authorization-service:1.0.0-badmigration",
-                       ["authz-service", "migrate", "up"], None)
+def test_badmigration_adds_a_failing_migration() -> None:
+    run = images.parse("authorization-service:1.0.0-badmigration")
     assert run.extra_migrations == (images.IMAGES_DIR / "_badmigration" / "migrations",)
-    merged = images.merged_migrations(run, tmp_path / "m")
-    assert merged is not None
-    names = {p.name for p in merged.iterdir()}
-    assert {p.name for p in run.extra_migrations[0].iterdir()} <= names
-    assert {p.name for p in (paths.REPO / "migrations").iterdir()} <= names
 
 
-def test_plain_image_keeps_the_repo_migrations(tmp_path: Path) -> None:
-    run = images.parse("authorization-service:0.0.1", None, None)
-    assert images.merged_migrations(run, tmp_path / "m") is None
-
+def test_a_newer_test_image_brings_its_migrations() -> None:
+    run = images.parse("authorization-service:1.5.0-unready")
+    assert run.extra_migrations == (images.IMAGES_DIR / "1.5.0" / "migrations",)
+    assert {p.name for p in run.extra_migrations[0].iterdir()} >= {"0004_revoked_by.up.sql"}

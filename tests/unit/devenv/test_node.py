@@ -91,7 +91,7 @@ def test_cluster_dns_has_the_address_kubelet_gives_pods() -> None:
 ])
 def test_variants_are_thin_images_on_the_service_image(tag: str, copies: int | None,
                                                        wrapped: bool) -> None:
-    run = images.parse(f"r/authorization-service:{tag}", None, None)
+    run = images.parse(f"r/authorization-service:{tag}")
     files = images.variant_files("localhost/authorization-service:dev-x", run)
     if copies is None:
         assert files is None
@@ -110,7 +110,7 @@ def test_variants_are_thin_images_on_the_service_image(tag: str, copies: int | N
 
 def test_every_test_tag_names_an_image() -> None:
     for tag in images.TEST_TAGS:
-        images.parse(f"{images.REPOSITORIES[0]}:{tag}", None, None)
+        images.parse(f"{images.REPOSITORIES[0]}:{tag}")
 
 
 def test_tree_hash_follows_contents_not_caches(tmp_path: Path) -> None:

@@ -32,6 +32,12 @@ def test_parse_quantity(text: str, value: Decimal | None) -> None:
         ({"a": {}}, {}, True),
         ({"a": []}, {"a": None}, True),
         ({"a": "x"}, {}, False),
+        # the API server leaves out zero values of non-pointer fields
+        ({"probe": {"initialDelaySeconds": 0}}, {"probe": {}}, True),
+        ({"hostNetwork": False}, {}, True),
+        ({"a": 1}, {}, False),
+        ({"a": True}, {}, False),
+        ({"a": 0}, {"a": 1}, False),
     ],
 )
 def test_is_subset(desired: Any, live: Any, subset: bool) -> None:
