@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from typing import Any
 
 from aiohttp import web
@@ -13,18 +12,15 @@ from authz_service import auth, domain, logs
 from authz_service.domain import Principal, RoleType, Status
 from authz_service.errors import InvalidInput
 from authz_service.keys import (
-    CACHE,
+    AUTHORIZATIONS,
     CONFIG,
-    METRICS,
     OPENAPI,
     REFERRAL,
-    RELAY,
     STATISTICS,
     STORE,
 )
 from authz_service.store import Filters
 
-log = logging.getLogger(__name__)
 PREFIX = "/api/v1"
 
 
@@ -55,20 +51,12 @@ def _params(request: web.Request, operation_id: str, location: str) -> dict[str,
     return operation.parameters(location, values)
 
 
-def _changed(request: web.Request, event: str, changed: domain.Authorization) -> None:
-    request.app[METRICS].authorizations.labels(event, changed.role_type.value).inc()
-    request.app[RELAY].notify()
-    logs.bind(authorizationId=changed.id, roleType=changed.role_type.value)
-    log.info("Authorization %s", event.rsplit(".", 1)[-1], extra={"event": event})
-
-
 async def create_authorization(request: web.Request) -> web.Response:
     principal = authenticate(request)
     body = await _body(request, "createAuthorization")
     domain.ensure_can_act_for(principal, body["userId"])
-    created = await request.app[STORE].create(
+    created = await request.app[AUTHORIZATIONS].create(
         body["userId"], RoleType(body["roleType"]), body["regionCode"])
-    _changed(request, domain.EVENT_CREATED, created)
     return web.json_response(created.to_json(), status=201)
 
 
@@ -103,10 +91,7 @@ async def activate_authorization(request: web.Request) -> web.Response:
     principal = authenticate(request)
     domain.ensure_admin(principal)
     path = _params(request, "activateAuthorization", "path")
-    changed = await request.app[STORE].transition(path["id"], domain.activate,
-                                                  domain.EVENT_ACTIVATED)
-    await request.app[CACHE].invalidate(changed.user_id)
-    _changed(request, domain.EVENT_ACTIVATED, changed)
+    changed = await request.app[AUTHORIZATIONS].activate(path["id"])
     return web.json_response(changed.to_json())
 
 
@@ -115,31 +100,17 @@ async def revoke_authorization(request: web.Request) -> web.Response:
     domain.ensure_admin(principal)
     path = _params(request, "revokeAuthorization", "path")
     body = await _body(request, "revokeAuthorization")
-    reason: str = body["reason"]
-    changed = await request.app[STORE].transition(
-        path["id"], lambda a, now: domain.revoke(a, reason, now), domain.EVENT_REVOKED)
-    await request.app[CACHE].invalidate(changed.user_id)
-    _changed(request, domain.EVENT_REVOKED, changed)
+    changed = await request.app[AUTHORIZATIONS].revoke(path["id"], body["reason"])
     return web.json_response(changed.to_json())
 
 
 async def check_authorization(request: web.Request) -> web.Response:
     principal = authenticate(request)
     query = _params(request, "checkAuthorization", "query")
-    user_id, role, region = query["userId"], query["roleType"], query["regionCode"]
+    user_id = query["userId"]
     domain.ensure_can_act_for(principal, user_id)
-    cache = request.app[CACHE]
-    cached, generation = await cache.get(user_id, role, region)
-    if cached is not None:
-        answer, source = cached, "cache"
-    else:
-        found = await request.app[STORE].find_active(user_id, RoleType(role), region)
-        answer = {"allowed": found is not None,
-                  "authorizationId": found.id if found else None}
-        source = "database"
-        if generation is not None:
-            await cache.put(user_id, generation, role, region, answer)
-    request.app[METRICS].checks.labels(str(answer["allowed"]).lower(), source).inc()
+    answer = await request.app[AUTHORIZATIONS].check(user_id, query["roleType"],
+                                                     query["regionCode"])
     return web.json_response(answer)
 
 

@@ -7,6 +7,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from authz_service.authorizations import Authorizations
 from authz_service.cache import CheckCache
 from authz_service.clients import Referral, Statistics
 from authz_service.config import Config
@@ -26,3 +27,4 @@ HTTP = web.AppKey("http", aiohttp.ClientSession)
 REFERRAL = web.AppKey("referral", Referral)
 STATISTICS = web.AppKey("statistics", Statistics)
 RELAY = web.AppKey("relay", Relay)
+AUTHORIZATIONS = web.AppKey("authorizations", Authorizations)
