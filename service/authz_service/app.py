@@ -9,9 +9,11 @@ import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
+import uvloop
 from aiohttp import web
 
 from authz_service import api, cache, consumer, health, logs, store
+from authz_service.auth import Verifier
 from authz_service.authorizations import Authorizations
 from authz_service.clients import create_clients
 from authz_service.config import Config
@@ -29,6 +31,7 @@ from authz_service.keys import (
     RELAY,
     STATISTICS,
     STORE,
+    VERIFIER,
 )
 from authz_service.metrics import CONTENT_TYPE, create_metrics
 from authz_service.middleware import context, errors
@@ -121,6 +124,7 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[METRICS] = create_metrics()
     app[OPENAPI] = OpenApi(load_document())
+    app[VERIFIER] = Verifier(config.jwt)
     app.cleanup_ctx.extend([database_ctx, redis_ctx, http_ctx, relay_ctx, authorizations_ctx,
                             consumer_ctx])
     api.setup(app)
@@ -129,12 +133,15 @@ def create_app(config: Config) -> web.Application:
     return app
 
 
-def serve(config: Config) -> None:
-    """Run until SIGTERM/SIGINT: stop accepting, finish in-flight requests, flush the relay."""
+def serve(config: Config, reuse_port: bool = False) -> None:
+    """Run until SIGTERM/SIGINT: stop accepting, finish in-flight requests, flush the relay.
+
+    `reuse_port`: one of several worker processes sharing the port (see workers.py)."""
     logs.setup(config.log_level)
     if len(config.jwt.secret.encode()) < 32:
         log.warning("JWT_SECRET is shorter than 32 bytes; use a longer secret")
     log.info("authorization service starting on port %d (%s)", config.port, config.node_env)
     web.run_app(create_app(config), port=config.port, shutdown_timeout=config.shutdown_timeout,
-                print=None, access_log=None, handle_signals=True)
+                print=None, access_log=None, handle_signals=True, reuse_port=reuse_port or None,
+                loop=uvloop.new_event_loop())
     log.info("authorization service stopped")

@@ -64,7 +64,7 @@ class Authorizations:
     async def check(self, user_id: str, role_type: str, region_code: str) -> dict[str, Any]:
         """{allowed, authorizationId}: from the cache under the user's generation, else the
         database (then cached under the generation read before the database was)."""
-        cached, generation = await self.cache.get(user_id, role_type, region_code)
+        cached, stamp = await self.cache.get(user_id, role_type, region_code)
         if cached is not None:
             answer, source = cached, "cache"
         else:
@@ -72,8 +72,8 @@ class Authorizations:
             answer = {"allowed": found is not None,
                       "authorizationId": found.id if found else None}
             source = "database"
-            if generation is not None:
-                await self.cache.put(user_id, generation, role_type, region_code, answer)
+            if stamp is not None:
+                await self.cache.put(user_id, stamp, role_type, region_code, answer)
         self.metrics.checks.labels(str(answer["allowed"]).lower(), source).inc()
         return answer
 
