@@ -83,8 +83,10 @@ def _supervise(config: Config, count: int) -> int:
     for _ in range(count):
         pid = os.fork()
         if pid == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            # Stopped while still importing: nothing is open or in flight yet, so exit 0.
+            # The app's runner installs its graceful handlers before it opens anything.
+            signal.signal(signal.SIGTERM, _exit_quietly)
+            signal.signal(signal.SIGINT, _exit_quietly)
             code = 1
             try:
                 code = _worker(config, reuse_port=True)
@@ -107,6 +109,10 @@ def _supervise(config: Config, count: int) -> int:
             if not stopping:  # a worker died on its own: stop the others, exit non-zero
                 stop(signal.SIGTERM, None)
     return code
+
+
+def _exit_quietly(_signum: int, _frame: FrameType | None) -> None:
+    os._exit(0)
 
 
 def _signal(pid: int, signum: int) -> None:
