@@ -74,7 +74,7 @@ class Authorizations:
             source = "database"
             if stamp is not None:
                 await self.cache.put(user_id, stamp, role_type, region_code, answer)
-        self.metrics.checks.labels(str(answer["allowed"]).lower(), source).inc()
+        self.metrics.check(answer["allowed"] is True, source)
         return answer
 
     def _changed(self, event: str, changed: Authorization) -> None:

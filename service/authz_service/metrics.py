@@ -38,7 +38,7 @@ class Metrics:
     outbox_pending: Gauge
     consumed: Counter
     system: CollectorRegistry | None = None  # this process's own, in multiprocess mode
-    _children: dict[tuple[str, ...], tuple[Any, Any]] = field(default_factory=dict)
+    _children: dict[tuple[object, ...], Any] = field(default_factory=dict)
 
     def render(self) -> bytes:
         if self.system is None:
@@ -47,15 +47,20 @@ class Metrics:
         multiprocess.MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
         return generate_latest(shared) + generate_latest(self.system)
 
+    def check(self, allowed: bool, source: str) -> None:
+        self._child(self.checks, "true" if allowed else "false", source).inc()
+
     def request(self, method: str, route: str, status: str, seconds: float) -> None:
-        """Count a request and observe its latency (children looked up once per labels)."""
-        labels = (method, route, status)
-        children = self._children.get(labels)
-        if children is None:
-            children = (self.requests.labels(*labels), self.latency.labels(*labels))
-            self._children[labels] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self._child(self.requests, method, route, status).inc()
+        self._child(self.latency, method, route, status).observe(seconds)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """metric.labels(*labels), looked up once per label values."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
 
 def create_metrics() -> Metrics:
