@@ -20,7 +20,8 @@ import asyncio
 import logging
 import secrets
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import orjson
@@ -55,85 +56,101 @@ def _check_key(user_id: str, generation: str, role_type: str, region_code: str) 
     return f"{PREFIX}:check:{quote(user_id, safe='')}:{generation}:{role_type}:{region_code}"
 
 
-class Generations:
-    """Reads users' generations, batching every read asked for in one turn of the loop
-    into a single MGET (with the epoch key first)."""
+# One round trip per turn of the event loop for every check waiting in it: the epoch, then
+# for each (user, role, region) asked the user's generation, the answer cached under it and
+# how long Redis keeps that answer (so the copy in memory expires with it).
+_LOOKUP = """
+local out = {redis.call('GET', KEYS[1]) or false}
+for i = 2, #KEYS do
+  local gen = redis.call('GET', KEYS[i]) or '0'
+  local key = ARGV[2 * i - 3] .. gen .. ARGV[2 * i - 2]
+  out[#out + 1] = gen
+  out[#out + 1] = redis.call('GET', key) or false
+  out[#out + 1] = redis.call('PTTL', key)
+end
+return out
+"""
+# The answers computed in one turn, stored with one call (ARGV[1] is the TTL).
+_STORE = """
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[1])
+end
+return #KEYS
+"""
 
-    def __init__(self, client: aioredis.Redis) -> None:
-        self.client = client
-        self._waiting: dict[str, list[asyncio.Future[Stamp]]] = {}
+T = TypeVar("T")
+R = TypeVar("R")
+Key = tuple[str, str, str]  # (user, role, region)
+Found = tuple[Stamp, bytes | None, int]  # (stamp, cached answer, its TTL in ms)
 
-    def read(self, user_id: str) -> asyncio.Future[Stamp]:
-        """(epoch or None when Redis has none yet, generation) of the user."""
+
+class Batch(Generic[T, R]):
+    """Collects the items asked for in one turn of the event loop and hands them to
+    `flush` together; each caller awaits its own item's result (or the batch's error)."""
+
+    def __init__(self, flush: Callable[[list[T]], Awaitable[list[R]]]) -> None:
+        self.flush = flush
+        self._waiting: dict[T, list[asyncio.Future[R]]] = {}
+        self._running: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
+
+    def add(self, item: T) -> asyncio.Future[R]:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Stamp] = loop.create_future()
+        future: asyncio.Future[R] = loop.create_future()
         if not self._waiting:
-            loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
-        self._waiting.setdefault(user_id, []).append(future)
+            loop.call_soon(self._start)
+        self._waiting.setdefault(item, []).append(future)
         return future
 
-    async def _flush(self) -> None:
+    def _start(self) -> None:
+        task = asyncio.ensure_future(self._run())
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run(self) -> None:
         waiting, self._waiting = self._waiting, {}
-        users = list(waiting)
         try:
-            values = await self.client.mget([EPOCH_KEY, *map(_gen_key, users)])
+            results = await self.flush(list(waiting))
         except Exception as exc:  # every waiter learns it, none hangs
             for futures in waiting.values():
                 for future in futures:
                     if not future.done():
                         future.set_exception(exc)
             return
-        epoch = None if values[0] is None else _text(values[0])
-        if epoch is None:
-            await self._new_epoch()
-        for user, value in zip(users, values[1:], strict=True):
-            answer = (epoch, "0" if value is None else _text(value))
-            for future in waiting[user]:
+        for futures, result in zip(waiting.values(), results, strict=True):
+            for future in futures:
                 if not future.done():
-                    future.set_result(answer)
-
-    async def _new_epoch(self) -> None:
-        try:
-            await self.client.set(EPOCH_KEY, secrets.token_hex(8), nx=True)
-        except RedisError as exc:
-            log.warning("redis unavailable for check cache: %s", exc,
-                        extra={"dependency": "redis"})
+                    future.set_result(result)
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-# An answer and how long Redis keeps it, so the copy in memory expires with it.
-_GET_ANSWER = """
-return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
-"""
 class CheckCache:
     def __init__(self, client: aioredis.Redis, ttl: int, memory: int = MEMORY_ENTRIES) -> None:
         self.client = client
         self.ttl = ttl
         self.memory = memory
-        self.generations = Generations(client)
-        self._get_answer = client.register_script(_GET_ANSWER)
-        # (user, role, region) -> (stamp, answer, expires at)
-        self._answers: dict[tuple[str, str, str], tuple[Stamp, dict[str, Any], float]] = {}
+        self._lookup_script = client.register_script(_LOOKUP)
+        self._store_script = client.register_script(_STORE)
+        self._lookups: Batch[Key, Found] = Batch(self._lookup)
+        self._stores: Batch[tuple[str, bytes], None] = Batch(self._store)
+        self._answers: dict[Key, tuple[Stamp, dict[str, Any], float]] = {}  # memory
 
     async def get(self, user_id: str, role_type: str, region_code: str
                   ) -> tuple[dict[str, Any] | None, Stamp | None]:
         """(cached answer or None, stamp to cache under or None if Redis failed)."""
+        key = (user_id, role_type, region_code)
         try:
-            stamp = await self.generations.read(user_id)
-            key = (user_id, role_type, region_code)
-            remembered = self._answers.get(key)
-            if (remembered is not None and remembered[0] == stamp
-                    and time.monotonic() < remembered[2]):
-                return remembered[1], stamp
-            cached, ttl_ms = await self._get_answer(
-                keys=[_check_key(user_id, stamp[1], role_type, region_code)])
+            stamp, cached, ttl_ms = await self._lookups.add(key)
         except RedisError as exc:
             log.warning("redis unavailable for check cache: %s", exc,
                         extra={"dependency": "redis"})
             return None, None
+        remembered = self._answers.get(key)
+        if remembered is not None and remembered[0] == stamp and (
+                time.monotonic() < remembered[2]):
+            return remembered[1], stamp
         if cached is None:
             return None, stamp
         value: dict[str, Any] = orjson.loads(cached)
@@ -142,17 +159,42 @@ class CheckCache:
 
     async def put(self, user_id: str, stamp: Stamp, role_type: str, region_code: str,
                   value: dict[str, Any]) -> None:
+        """Store in memory now and in Redis with the next batch (the caller need not wait:
+        an answer stored late under an old generation is never read)."""
+        self._stores.add((_check_key(user_id, stamp[1], role_type, region_code),
+                          orjson.dumps(value)))
+        self._remember((user_id, role_type, region_code), stamp, value, self.ttl)
+
+    async def _lookup(self, keys: list[Key]) -> list[Found]:
+        args: list[str] = []
+        for user, role, region in keys:
+            head, _, tail = _check_key(user, "\0", role, region).partition("\0")
+            args += [head, tail]
+        values = await self._lookup_script(
+            keys=[EPOCH_KEY, *(_gen_key(user) for user, _, _ in keys)], args=args)
+        epoch = None if values[0] is None else _text(values[0])
+        if epoch is None:  # a new data set: answers go to memory once it has an epoch
+            await self._new_epoch()
+        return [((epoch, _text(values[i])), values[i + 1], int(values[i + 2]))
+                for i in range(1, len(values), 3)]
+
+    async def _store(self, items: list[tuple[str, bytes]]) -> list[None]:
         try:
-            await self.client.set(_check_key(user_id, stamp[1], role_type, region_code),
-                                  orjson.dumps(value), ex=self.ttl)
+            await self._store_script(keys=[k for k, _ in items],
+                                     args=[self.ttl, *(v for _, v in items)])
         except RedisError as exc:
             log.warning("redis unavailable for check cache: %s", exc,
                         extra={"dependency": "redis"})
-            return
-        self._remember((user_id, role_type, region_code), stamp, value, self.ttl)
+        return [None] * len(items)
 
-    def _remember(self, key: tuple[str, str, str], stamp: Stamp, value: dict[str, Any],
-                  ttl: float) -> None:
+    async def _new_epoch(self) -> None:
+        try:
+            await self.client.set(EPOCH_KEY, secrets.token_hex(8), nx=True)
+        except RedisError as exc:
+            log.warning("redis unavailable for check cache: %s", exc,
+                        extra={"dependency": "redis"})
+
+    def _remember(self, key: Key, stamp: Stamp, value: dict[str, Any], ttl: float) -> None:
         if stamp[0] is None or ttl <= 0:  # no epoch yet (a new data set): Redis only
             return
         if len(self._answers) >= self.memory:
