@@ -20,41 +20,41 @@ pytestmark = pytest.mark.servers
 Client = TestClient[Any, Any]
 
 
-async def allowed_from_memory(client: Client, user: str) -> None:
-    """Check until the answer is served from this worker's memory (or Redis)."""
-    for _ in range(3):
-        assert (await check(client, user, "COMMUNITY", "440106"))["allowed"] is True
+async def remembered_allow(start: ClientFactory, config: Config
+                           ) -> tuple[Client, Client, str, str]:
+    """Two workers; an ACTIVE grant (generation 1) whose allow the first one remembers.
+    Returns (first, second, user, authorization id)."""
+    first, second = await start(config), await start(config)
+    user = uid()
+    created = await create(first, user, "COMMUNITY", "440106")
+    await first.post(f"{API}/{created['id']}/activate", headers=ADMIN)
+    for _ in range(3):  # database, then Redis, then memory
+        assert (await check(first, user, "COMMUNITY", "440106"))["allowed"] is True
+    return first, second, user, created["id"]
+
+
+async def revoke(client: Client, ident: str) -> None:
+    resp = await client.post(f"{API}/{ident}/revoke", json={"reason": "r"}, headers=ADMIN)
+    assert resp.status == 200
 
 
 async def test_a_revoke_through_one_worker_shows_on_the_next_check_of_another(
     start: ClientFactory, config: Config
 ) -> None:
-    first, second = await start(config), await start(config)
-    user = uid()
-    created = await create(first, user, "COMMUNITY", "440106")
-    await first.post(f"{API}/{created['id']}/activate", headers=ADMIN)
-    await allowed_from_memory(first, user)
-    resp = await second.post(f"{API}/{created['id']}/revoke", json={"reason": "r"},
-                             headers=ADMIN)
-    assert resp.status == 200
+    first, second, user, ident = await remembered_allow(start, config)
+    await revoke(second, ident)
     assert (await check(first, user, "COMMUNITY", "440106"))["allowed"] is False
 
 
 async def test_an_emptied_redis_cannot_make_a_remembered_allow_match_again(
     start: ClientFactory, config: Config
 ) -> None:
-    first, second = await start(config), await start(config)
-    user = uid()
-    created = await create(first, user, "COMMUNITY", "440106")
-    await first.post(f"{API}/{created['id']}/activate", headers=ADMIN)  # generation 1
-    await allowed_from_memory(first, user)
+    first, second, user, ident = await remembered_allow(start, config)
     redis = aioredis.Redis(host=config.redis.host, port=config.redis.port)
     try:  # Redis restarts empty: generations count from 0 again
         await redis.delete(EPOCH_KEY, _gen_key(user),
                            _check_key(user, "1", "COMMUNITY", "440106"))
-        resp = await second.post(f"{API}/{created['id']}/revoke", json={"reason": "r"},
-                                 headers=ADMIN)
-        assert resp.status == 200
+        await revoke(second, ident)
         assert await redis.get(_gen_key(user)) == b"1"  # the same number as before
     finally:
         await redis.aclose()
