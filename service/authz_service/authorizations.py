@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from authz_service import domain, logs
+from authz_service.batch import Batch
 from authz_service.cache import CheckCache
 from authz_service.domain import Authorization, RoleType
 from authz_service.events import Relay
@@ -26,6 +27,7 @@ class Authorizations:
         self.cache = cache
         self.relay = relay
         self.metrics = metrics
+        self._active: Batch[tuple[str, str, str], str | None] = Batch(store.active_ids)
 
     async def create(self, user_id: str, role_type: RoleType, region_code: str
                      ) -> Authorization:
@@ -68,9 +70,8 @@ class Authorizations:
         if cached is not None:
             answer, source = cached, "cache"
         else:
-            found = await self.store.find_active(user_id, RoleType(role_type), region_code)
-            answer = {"allowed": found is not None,
-                      "authorizationId": found.id if found else None}
+            found = await self._active.add((user_id, role_type, region_code))
+            answer = {"allowed": found is not None, "authorizationId": found}
             source = "database"
             if stamp is not None:
                 await self.cache.put(user_id, stamp, role_type, region_code, answer)
