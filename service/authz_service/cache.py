@@ -9,7 +9,7 @@ the database answers instead.
 Each process also keeps the answers in memory under the same (epoch, generation). A check
 still reads the user's generation from Redis after its request arrived, so an answer
 cached before a revoke's 200 is never served after it; the reads of all checks waiting
-in one turn of the event loop go out as one MGET. The epoch is a random value stored once
+in one turn of the event loop go out as one Lua call. The epoch is a random value stored once
 per Redis data set: when Redis restarts empty, generations start again from 0, and the
 new epoch keeps answers remembered under the old data set's numbers from matching.
 """
