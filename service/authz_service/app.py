@@ -9,13 +9,17 @@ import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
+import uvloop
 from aiohttp import web
 
 from authz_service import api, cache, consumer, health, logs, store
+from authz_service.auth import Verifier
+from authz_service.authorizations import Authorizations
 from authz_service.clients import create_clients
 from authz_service.config import Config
 from authz_service.events import Relay
 from authz_service.keys import (
+    AUTHORIZATIONS,
     CACHE,
     CONFIG,
     HTTP,
@@ -27,6 +31,7 @@ from authz_service.keys import (
     RELAY,
     STATISTICS,
     STORE,
+    VERIFIER,
 )
 from authz_service.metrics import CONTENT_TYPE, create_metrics
 from authz_service.middleware import context, errors
@@ -81,6 +86,11 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         relay.close()
 
 
+async def authorizations_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[AUTHORIZATIONS] = Authorizations(app[STORE], app[CACHE], app[RELAY], app[METRICS])
+    yield
+
+
 async def consumer_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     if not config.consumer_enabled:
@@ -92,16 +102,9 @@ async def consumer_ctx(app: web.Application) -> AsyncIterator[None]:
         if event_type != consumer.USER_DEACTIVATED:
             metrics.consumed.labels(event_type, "ignored").inc()
             return
-        revoked = await app[STORE].revoke_user(user_id, event_id, event_type,
-                                               "user deactivated")
-        if revoked is None:
-            metrics.consumed.labels(event_type, "duplicate").inc()
-            return
-        await app[CACHE].invalidate(user_id)
-        app[RELAY].notify()
-        metrics.consumed.labels(event_type, "applied").inc()
-        log.info("revoked %d authorizations of a deactivated user", len(revoked),
-                 extra={"userId": user_id, "eventId": event_id, "count": len(revoked)})
+        revoked = await app[AUTHORIZATIONS].revoke_user(user_id, event_id, event_type,
+                                                        "user deactivated")
+        metrics.consumed.labels(event_type, "duplicate" if revoked is None else "applied").inc()
 
     worker = consumer.IdentityConsumer(config.kafka, on_event)
     task = asyncio.create_task(worker.run(), name="identity-consumer")
@@ -121,19 +124,24 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[METRICS] = create_metrics()
     app[OPENAPI] = OpenApi(load_document())
-    app.cleanup_ctx.extend([database_ctx, redis_ctx, http_ctx, relay_ctx, consumer_ctx])
+    app[VERIFIER] = Verifier(config.jwt)
+    app.cleanup_ctx.extend([database_ctx, redis_ctx, http_ctx, relay_ctx, authorizations_ctx,
+                            consumer_ctx])
     api.setup(app)
     health.setup(app)
     app.router.add_get("/metrics", metrics_endpoint)
     return app
 
 
-def serve(config: Config) -> None:
-    """Run until SIGTERM/SIGINT: stop accepting, finish in-flight requests, flush the relay."""
+def serve(config: Config, reuse_port: bool = False) -> None:
+    """Run until SIGTERM/SIGINT: stop accepting, finish in-flight requests, flush the relay.
+
+    `reuse_port`: one of several worker processes sharing the port (see workers.py)."""
     logs.setup(config.log_level)
     if len(config.jwt.secret.encode()) < 32:
         log.warning("JWT_SECRET is shorter than 32 bytes; use a longer secret")
     log.info("authorization service starting on port %d (%s)", config.port, config.node_env)
     web.run_app(create_app(config), port=config.port, shutdown_timeout=config.shutdown_timeout,
-                print=None, access_log=None, handle_signals=True)
+                print=None, access_log=None, handle_signals=True, reuse_port=reuse_port or None,
+                loop=uvloop.new_event_loop())
     log.info("authorization service stopped")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jwt
 
@@ -13,6 +13,7 @@ from authz_service.domain import Principal
 from authz_service.errors import Unauthorized
 
 LEEWAY_SECONDS = 5
+VERIFIED_TOKENS = 10_000  # callers reuse a token for its lifetime; verify it once
 
 
 def bearer_token(header: str | None) -> str:
@@ -28,8 +29,38 @@ def _secrets(config: JwtConfig) -> Sequence[str]:
     return [config.secret] + ([config.previous_secret] if config.previous_secret else [])
 
 
+class Verifier:
+    """`verify` with a bounded memory of the tokens it accepted, each until its `exp`
+    (plus the leeway) passes: a repeated token costs a dict lookup, not an HMAC."""
+
+    def __init__(self, config: JwtConfig, size: int = VERIFIED_TOKENS,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.size = size
+        self.clock = clock
+        self._accepted: dict[str, tuple[float, Principal]] = {}
+
+    def verify(self, token: str) -> Principal:
+        hit = self._accepted.get(token)
+        if hit is not None:
+            if self.clock() < hit[0]:
+                return hit[1]
+            del self._accepted[token]
+        principal, claims = _verify(token, self.config)
+        exp = claims["exp"]
+        if isinstance(exp, int | float):  # PyJWT has checked it; this tells mypy
+            if len(self._accepted) >= self.size:
+                del self._accepted[next(iter(self._accepted))]  # the oldest goes first
+            self._accepted[token] = (exp + LEEWAY_SECONDS, principal)
+        return principal
+
+
 def verify(token: str, config: JwtConfig) -> Principal:
     """Accept only the configured algorithm, signed by the current or previous secret."""
+    return _verify(token, config)[0]
+
+
+def _verify(token: str, config: JwtConfig) -> tuple[Principal, dict[str, object]]:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -67,7 +98,7 @@ def verify(token: str, config: JwtConfig) -> Principal:
         roles = [roles]
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise Unauthorized("token roles must be a list of strings")
-    return Principal(user_id=subject, roles=frozenset(roles))
+    return Principal(user_id=subject, roles=frozenset(roles)), claims
 
 
 def sign(config: JwtConfig, subject: str, roles: Sequence[str] = (),

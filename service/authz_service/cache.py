@@ -5,24 +5,37 @@ it. Every change bumps the generation after its transaction commits, so the very
 check misses and reads the database; an answer computed from older data can only land
 under the old generation, which nobody reads any more. Redis trouble never fails a check:
 the database answers instead.
+
+Each process also keeps the answers in memory under the same (epoch, generation). A check
+still reads the user's generation from Redis after its request arrived, so an answer
+cached before a revoke's 200 is never served after it; the reads of all checks waiting
+in one turn of the event loop go out as one Lua call. The epoch is a random value stored once
+per Redis data set: when Redis restarts empty, generations start again from 0, and the
+new epoch keeps answers remembered under the old data set's numbers from matching.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import secrets
+import time
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from authz_service.batch import Batch
 from authz_service.config import RedisConfig
 
 log = logging.getLogger(__name__)
 PREFIX = "authz:v1"
+EPOCH_KEY = f"{PREFIX}:epoch"
+MEMORY_ENTRIES = 100_000  # answers kept per process (~200 bytes each)
+Stamp = tuple[str | None, str]  # (epoch, generation) an answer is cached under
 
 
 def create_client(config: RedisConfig) -> aioredis.Redis:
@@ -42,45 +55,110 @@ def _check_key(user_id: str, generation: str, role_type: str, region_code: str) 
     return f"{PREFIX}:check:{quote(user_id, safe='')}:{generation}:{role_type}:{region_code}"
 
 
-# One round trip for the hot path: read the user's generation, then the answer cached
-# under it (two GETs in a row would double the Redis latency of every check).
-_GET_CHECK = """
-local gen = redis.call('GET', KEYS[1]) or '0'
-return {gen, redis.call('GET', ARGV[1] .. gen .. ARGV[2])}
+# One round trip per turn of the event loop for every check waiting in it: the epoch, then
+# for each (user, role, region) asked the user's generation, the answer cached under it and
+# how long Redis keeps that answer (so the copy in memory expires with it).
+_LOOKUP = """
+local out = {redis.call('GET', KEYS[1]) or false}
+for i = 2, #KEYS do
+  local gen = redis.call('GET', KEYS[i]) or '0'
+  local key = ARGV[2 * i - 3] .. gen .. ARGV[2 * i - 2]
+  out[#out + 1] = gen
+  out[#out + 1] = redis.call('GET', key) or false
+  out[#out + 1] = redis.call('PTTL', key)
+end
+return out
 """
+# The answers computed in one turn, stored with one call (ARGV[1] is the TTL).
+_STORE = """
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[1])
+end
+return #KEYS
+"""
+
+Key = tuple[str, str, str]  # (user, role, region)
+Found = tuple[Stamp, bytes | None, int]  # (stamp, cached answer, its TTL in ms)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class CheckCache:
-    def __init__(self, client: aioredis.Redis, ttl: int) -> None:
+    def __init__(self, client: aioredis.Redis, ttl: int, memory: int = MEMORY_ENTRIES) -> None:
         self.client = client
         self.ttl = ttl
-        self._get_check = client.register_script(_GET_CHECK)
+        self.memory = memory
+        self._lookup_script = client.register_script(_LOOKUP)
+        self._store_script = client.register_script(_STORE)
+        self._lookups: Batch[Key, Found] = Batch(self._lookup)
+        self._stores: Batch[tuple[str, bytes], None] = Batch(self._store)
+        self._answers: dict[Key, tuple[Stamp, dict[str, Any], float]] = {}  # memory
 
     async def get(self, user_id: str, role_type: str, region_code: str
-                  ) -> tuple[dict[str, Any] | None, str | None]:
-        """(cached answer or None, generation to cache under or None if Redis failed)."""
-        head, _, tail = _check_key(user_id, "\0", role_type, region_code).partition("\0")
+                  ) -> tuple[dict[str, Any] | None, Stamp | None]:
+        """(cached answer or None, stamp to cache under or None if Redis failed)."""
+        key = (user_id, role_type, region_code)
         try:
-            raw_gen, cached = await self._get_check(keys=[_gen_key(user_id)],
-                                                    args=[head, tail])
-            generation = raw_gen.decode() if isinstance(raw_gen, bytes) else str(raw_gen)
+            stamp, cached, ttl_ms = await self._lookups.add(key)
         except RedisError as exc:
             log.warning("redis unavailable for check cache: %s", exc,
                         extra={"dependency": "redis"})
             return None, None
+        remembered = self._answers.get(key)
+        if remembered is not None and remembered[0] == stamp and (
+                time.monotonic() < remembered[2]):
+            return remembered[1], stamp
         if cached is None:
-            return None, generation
-        value: dict[str, Any] = json.loads(cached)
-        return value, generation
+            return None, stamp
+        value: dict[str, Any] = orjson.loads(cached)
+        self._remember(key, stamp, value, ttl_ms / 1000)
+        return value, stamp
 
-    async def put(self, user_id: str, generation: str, role_type: str, region_code: str,
+    async def put(self, user_id: str, stamp: Stamp, role_type: str, region_code: str,
                   value: dict[str, Any]) -> None:
+        """Store in memory now and in Redis with the next batch (the caller need not wait:
+        an answer stored late under an old generation is never read)."""
+        self._stores.add((_check_key(user_id, stamp[1], role_type, region_code),
+                          orjson.dumps(value)))
+        self._remember((user_id, role_type, region_code), stamp, value, self.ttl)
+
+    async def _lookup(self, keys: list[Key]) -> list[Found]:
+        args: list[str] = []
+        for user, role, region in keys:
+            head, _, tail = _check_key(user, "\0", role, region).partition("\0")
+            args += [head, tail]
+        values = await self._lookup_script(
+            keys=[EPOCH_KEY, *(_gen_key(user) for user, _, _ in keys)], args=args)
+        epoch = None if values[0] is None else _text(values[0])
+        if epoch is None:  # a new data set: answers go to memory once it has an epoch
+            await self._new_epoch()
+        return [((epoch, _text(values[i])), values[i + 1], int(values[i + 2]))
+                for i in range(1, len(values), 3)]
+
+    async def _store(self, items: list[tuple[str, bytes]]) -> list[None]:
         try:
-            await self.client.set(_check_key(user_id, generation, role_type, region_code),
-                                  json.dumps(value), ex=self.ttl)
+            await self._store_script(keys=[k for k, _ in items],
+                                     args=[self.ttl, *(v for _, v in items)])
         except RedisError as exc:
             log.warning("redis unavailable for check cache: %s", exc,
                         extra={"dependency": "redis"})
+        return [None] * len(items)
+
+    async def _new_epoch(self) -> None:
+        try:
+            await self.client.set(EPOCH_KEY, secrets.token_hex(8), nx=True)
+        except RedisError as exc:
+            log.warning("redis unavailable for check cache: %s", exc,
+                        extra={"dependency": "redis"})
+
+    def _remember(self, key: Key, stamp: Stamp, value: dict[str, Any], ttl: float) -> None:
+        if stamp[0] is None or ttl <= 0:  # no epoch yet (a new data set): Redis only
+            return
+        if len(self._answers) >= self.memory:
+            del self._answers[next(iter(self._answers))]  # the oldest goes first
+        self._answers[key] = (stamp, value, time.monotonic() + ttl)
 
     async def invalidate(self, user_id: str) -> None:
         try:

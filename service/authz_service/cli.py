@@ -67,10 +67,9 @@ def run_serve(env: Mapping[str, str]) -> int:
     except ConfigError as exc:
         print(f"authz-service: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from authz_service.app import serve  # the web stack loads only when serving
+    from authz_service.workers import serve  # the web stack loads only when serving
 
-    serve(config)
-    return EXIT_OK
+    return serve(config)
 
 
 def _connect(conninfo: str, wait: float) -> psycopg.Connection[Any]:

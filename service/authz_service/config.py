@@ -100,6 +100,7 @@ class Config:
     relay_interval: float = 0.5
     consumer_enabled: bool = True
     shutdown_timeout: float = 10.0
+    workers: int | None = None  # WEB_CONCURRENCY; None: the CPUs the cgroup quota allows
 
 
 def redact_url(url: str) -> str:
@@ -240,4 +241,6 @@ def load_config(env: Mapping[str, str]) -> Config:
         log_level=LOG_LEVELS[log_level],
         body_limit=_int(env, "HTTP_BODY_LIMIT", 64 * 1024, 1024, 64 * 1024 * 1024),
         thresholds=parse_thresholds(env.get("ASSESSMENT_THRESHOLDS", "")),
+        workers=_int(env, "WEB_CONCURRENCY", 1, 1, 256) if env.get("WEB_CONCURRENCY",
+                                                                   "").strip() else None,
     )

@@ -7,6 +7,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from authz_service.auth import Verifier
+from authz_service.authorizations import Authorizations
 from authz_service.cache import CheckCache
 from authz_service.clients import Referral, Statistics
 from authz_service.config import Config
@@ -26,3 +28,5 @@ HTTP = web.AppKey("http", aiohttp.ClientSession)
 REFERRAL = web.AppKey("referral", Referral)
 STATISTICS = web.AppKey("statistics", Statistics)
 RELAY = web.AppKey("relay", Relay)
+AUTHORIZATIONS = web.AppKey("authorizations", Authorizations)
+VERIFIER = web.AppKey("verifier", Verifier)

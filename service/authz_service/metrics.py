@@ -1,8 +1,15 @@
-"""Prometheus metrics on a per-application registry (default process metrics included)."""
+"""Prometheus metrics on a per-application registry (default process metrics included).
+
+With several worker processes (PROMETHEUS_MULTIPROC_DIR set by workers.py) the counters
+and histograms live in that shared folder and a scrape of any worker renders their sum;
+the process, platform and GC metrics are the answering worker's own.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -11,6 +18,7 @@ from prometheus_client import (
     Histogram,
     gc_collector,
     generate_latest,
+    multiprocess,
     platform_collector,
     process_collector,
 )
@@ -29,17 +37,41 @@ class Metrics:
     outbox_failures: Counter
     outbox_pending: Gauge
     consumed: Counter
+    system: CollectorRegistry | None = None  # this process's own, in multiprocess mode
+    _children: dict[tuple[object, ...], Any] = field(default_factory=dict)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.system is None:
+            return generate_latest(self.registry)
+        shared = CollectorRegistry()
+        multiprocess.MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
+        return generate_latest(shared) + generate_latest(self.system)
+
+    def check(self, allowed: bool, source: str) -> None:
+        self._child(self.checks, "true" if allowed else "false", source).inc()
+
+    def request(self, method: str, route: str, status: str, seconds: float) -> None:
+        self._child(self.requests, method, route, status).inc()
+        self._child(self.latency, method, route, status).observe(seconds)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """metric.labels(*labels), looked up once per label values."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
 
 def create_metrics() -> Metrics:
     registry = CollectorRegistry()
-    process_collector.ProcessCollector(registry=registry)
-    platform_collector.PlatformCollector(registry=registry)
-    gc_collector.GCCollector(registry=registry)
+    shared = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    system = CollectorRegistry() if shared else registry
+    process_collector.ProcessCollector(registry=system)
+    platform_collector.PlatformCollector(registry=system)
+    gc_collector.GCCollector(registry=system)
     return Metrics(
+        system=system if shared else None,
         registry=registry,
         requests=Counter("http_requests_total", "HTTP requests by route and status",
                          ["method", "route", "status"], registry=registry),
@@ -56,7 +88,7 @@ def create_metrics() -> Metrics:
                                 "Outbox events that failed to publish (retried)",
                                 registry=registry),
         outbox_pending=Gauge("authz_outbox_pending", "Outbox events waiting to be published",
-                             registry=registry),
+                             registry=registry, multiprocess_mode="livemax"),
         consumed=Counter("authz_identity_events_total", "identity-events consumed by outcome",
                          ["type", "outcome"], registry=registry),
     )

@@ -78,13 +78,12 @@ async def context(request: web.Request, handler: Handler) -> web.StreamResponse:
         finally:
             resource = request.match_info.route.resource
             route = resource.canonical if resource is not None else "unmatched"
-            metrics = request.app[METRICS]
-            labels = (request.method, route, str(status))
             elapsed = time.perf_counter() - started
-            metrics.requests.labels(*labels).inc()
-            metrics.latency.labels(*labels).observe(elapsed)
-            # Probes and scrapes at debug, so they do not drown the API's lines.
+            request.app[METRICS].request(request.method, route, str(status), elapsed)
+            # Probes and scrapes at debug, so they do not drown the API's lines; a line
+            # below LOG_LEVEL costs one level test.
             level = logging.INFO if route.startswith("/api/") else logging.DEBUG
-            access.log(level, "%s %s %d", request.method, route, status,
-                       extra={"route": route, "status": status,
-                              "durationMs": round(elapsed * 1000, 2)})
+            if access.isEnabledFor(level):
+                access.log(level, "%s %s %d", request.method, route, status,
+                           extra={"route": route, "status": status,
+                                  "durationMs": round(elapsed * 1000, 2)})

@@ -9,6 +9,7 @@ import pytest
 
 from authz_service import auth
 from authz_service.config import JwtConfig
+from authz_service.domain import Principal
 from authz_service.errors import Unauthorized
 
 SECRET = "current-secret-0123456789abcdef0123"
@@ -73,3 +74,35 @@ def test_service_token_lives_jwt_expires_in() -> None:
     claims = jwt.decode(signed, SECRET, algorithms=["HS256"], options={"verify_exp": False})
     assert claims == {"sub": "authorization-service", "roles": ["service"],
                       "iat": 1_000_000, "exp": 1_000_600}
+
+
+def test_verifier_checks_a_token_once_until_its_exp_passes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = auth._verify
+
+    def counting(raw: str, config: JwtConfig) -> tuple[Principal, dict[str, object]]:
+        calls.append(raw)
+        return real(raw, config)
+
+    monkeypatch.setattr(auth, "_verify", counting)
+    now = [time.time()]
+    verifier = auth.Verifier(CONFIG, clock=lambda: now[0])
+    claims = valid_claims(roles=["admin"])
+    raw = token(claims)
+    assert verifier.verify(raw) == verifier.verify(raw)
+    assert len(calls) == 1
+    now[0] = float(claims["exp"]) + auth.LEEWAY_SECONDS  # type: ignore[arg-type]
+    verifier.verify(raw)  # past exp + leeway: verified again (PyJWT decides)
+    assert len(calls) == 2
+
+
+def test_verifier_remembers_no_rejection_and_stays_bounded() -> None:
+    verifier = auth.Verifier(CONFIG, size=2)
+    bad = token(valid_claims(), "another-secret-0123456789abcdef0123")
+    for _ in range(2):
+        with pytest.raises(Unauthorized, match="signature"):
+            verifier.verify(bad)
+    for user in ("a", "b", "c"):
+        verifier.verify(token(valid_claims(sub=user)))
+    assert len(verifier._accepted) == 2

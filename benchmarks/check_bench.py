@@ -1,0 +1,480 @@
+"""`./hack/bench service`: the decision check beside Open Policy Agent and a bare aiohttp app.
+
+One run, the same 2,000 active grants loaded into the service (PostgreSQL) and into OPA
+(as data), answers compared first, then each server measured in turn on the same budget:
+the server pinned to CPU 0 (one worker: WEB_CONCURRENCY=1; OPA with GOMAXPROCS=1) and the
+load generator (vegeta, GOMAXPROCS=1) pinned to CPU 1. PostgreSQL and Redis run unpinned;
+Redis's share of a CPU during the service's runs is printed beside it. Then: a fixed-rate
+open-loop run at --rate checks/s with cache hits and misses apart, creates/s with the
+outbox relay running and the time from each 201 to its event on Kafka, the service's RSS,
+and (with --plot) throughput and p99 against offered load as a PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import csv
+import datetime
+import json
+import os
+import platform
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+import psycopg
+from confluent_kafka import Consumer
+
+from benchmarks import binaries
+from benchmarks.service_bench import machine, rss_mib, token
+from devenv import procs
+from devenv import state as devstate
+
+REPO = Path(__file__).resolve().parents[1]
+SERVER_CPU, LOAD_CPU = "0", "1"
+CHECK = "/api/v1/authorizations/check"
+REGIONS = ["440104", "440105", "440106", "310101", "110101", "120101", "320102", "330102"]
+OTHER_ROLES = ["AUTH_CITY_COMPANY", "AUTH_PROVINCE_COMPANY", "CITY_COMPANY",
+               "PROVINCE_COMPANY"]
+POLICY = """package authz
+
+grant := data.grants[input.userId][input.roleType][input.regionCode]
+
+decision := {"allowed": true, "authorizationId": grant} if grant
+default decision := {"allowed": false, "authorizationId": null}
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    started_ns: int
+    code: int
+    latency_ns: int
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Stats:
+    count: int
+    rps: float
+    p50: float
+    p99: float
+    p999: float
+    errors: int
+
+    def row(self, name: str) -> str:
+        return (f"| {name} | {self.count} | {self.rps:,.0f} | {self.p50:.2f} | {self.p99:.2f} "
+                f"| {self.p999:.2f} | {self.errors} |")
+
+
+def stats(results: Sequence[Result]) -> Stats:
+    ok = [r for r in results if 200 <= r.code < 300]
+    lat = sorted(r.latency_ns / 1e6 for r in results)
+    if not lat:
+        return Stats(0, 0.0, 0.0, 0.0, 0.0, 0)
+    start = min(r.started_ns for r in results)
+    end = max(r.started_ns + r.latency_ns for r in results)
+
+    def pct(q: float) -> float:
+        return lat[min(len(lat) - 1, int(q * len(lat)))]
+
+    return Stats(len(results), len(ok) / max((end - start) / 1e9, 1e-9), pct(0.50),
+                 pct(0.99), pct(0.999), len(results) - len(ok))
+
+
+def target(method: str, url: str, bearer: str | None = None, body: Any = None
+           ) -> dict[str, Any]:
+    header = {"Authorization": [f"Bearer {bearer}"]} if bearer else {}
+    entry: dict[str, Any] = {"method": method, "url": url, "header": header}
+    if body is not None:
+        header["Content-Type"] = ["application/json"]
+        entry["body"] = base64.b64encode(json.dumps(body).encode()).decode()
+    return entry
+
+
+class Vegeta:
+    def __init__(self, exe: Path, folder: Path) -> None:
+        self.exe = str(exe)
+        self.folder = folder
+
+    def attack(self, targets: Sequence[dict[str, Any]], rate: int, seconds: float,
+               connections: int = 32) -> list[Result]:
+        """rate 0: closed loop with `connections` workers; else open loop at rate/s."""
+        path = self.folder / f"targets-{secrets.token_hex(4)}.json"
+        path.write_text("".join(json.dumps(t) + "\n" for t in targets))
+        pacing = (["-rate=0", f"-workers={connections}", f"-max-workers={connections}"]
+                  if rate == 0 else [f"-rate={rate}/s", "-workers=16", "-max-workers=1024"])
+        env = dict(os.environ, GOMAXPROCS="1")
+        attack = subprocess.Popen(
+            ["taskset", "-c", LOAD_CPU, self.exe, "attack", "-format=json",
+             f"-targets={path}", f"-duration={seconds}s", "-timeout=10s", "-keepalive=true",
+             *pacing], stdout=subprocess.PIPE, env=env)
+        encoded = subprocess.run(["taskset", "-c", LOAD_CPU, self.exe, "encode", "-to=csv"],
+                                 stdin=attack.stdout, capture_output=True, check=True, env=env)
+        attack.wait()
+        path.unlink()
+        return [Result(int(row[0]), int(row[1]), int(row[2]), base64.b64decode(row[6]))
+                for row in csv.reader(encoded.stdout.decode().splitlines())]
+
+
+@contextmanager
+def server(argv: list[str], port: int, env: dict[str, str], log: Path) -> Iterator[int]:
+    """A server pinned to SERVER_CPU; yields its pid, stops it (only it) afterwards."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *argv], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        procs.wait_until(argv[0], lambda: procs.port_open(port), 60, proc.pid, log)
+        yield proc.pid
+    finally:  # SIGINT to its own session: a profiler wrapping it writes its file
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@contextmanager
+def profiled(pid: int | None, out: Path | None, seconds: float) -> Iterator[None]:
+    """py-spy sampling `pid` (on the load's CPU) for `seconds` while the block runs."""
+    if pid is None or out is None:
+        yield
+        return
+    spy = subprocess.Popen(["taskset", "-c", LOAD_CPU, str(REPO / ".venv" / "bin" / "py-spy"),
+                            "record", "--pid", str(pid), "--duration", str(int(seconds)),
+                            "--rate", "200", "--format", "raw", "-o", str(out), "--nonblocking"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        spy.wait(seconds + 30)
+
+
+def cpu_seconds(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class World:
+    """The grants and the requests every side is asked."""
+    grants: dict[str, tuple[str, str, str]]  # id -> (user, role, region)
+    secret: str
+
+    def keys(self) -> list[tuple[str, str, str]]:
+        """Each grant's key (allowed) and one key of the same user that is not granted."""
+        out = []
+        for user, role, region in self.grants.values():
+            out.append((user, role, region))
+            out.append((user, role, REGIONS[(REGIONS.index(region) + 1) % len(REGIONS)]))
+        return out
+
+    def unseen(self, count: int) -> list[tuple[str, str, str]]:
+        """Keys never checked before (cache misses), none granted."""
+        users = [g[0] for g in self.grants.values()]
+        return [(users[i % len(users)], OTHER_ROLES[(i // len(users)) % len(OTHER_ROLES)],
+                 REGIONS[(i // (len(users) * len(OTHER_ROLES))) % len(REGIONS)])
+                for i in range(count)]
+
+
+def check_url(base: str, key: tuple[str, str, str]) -> str:
+    return f"{base}{CHECK}?" + urlencode({"userId": key[0], "roleType": key[1],
+                                          "regionCode": key[2]})
+
+
+def opa_target(base: str, key: tuple[str, str, str]) -> dict[str, Any]:
+    return target("POST", f"{base}/v1/data/authz/decision", body={
+        "input": {"userId": key[0], "roleType": key[1], "regionCode": key[2]}})
+
+
+def seed(database_url: str, count: int) -> dict[str, tuple[str, str, str]]:
+    """`count` ACTIVE grants of users new to this run (Redis may still cache older runs')."""
+    run = secrets.token_hex(3)
+    rows = {str(uuid.uuid4()): (f"g{run}-{i}", "COMMUNITY", REGIONS[i % len(REGIONS)])
+            for i in range(count)}
+    with psycopg.connect(database_url) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO authorizations (id, user_id, role_type, region_code, status, "
+            "created_at, updated_at, activated_at) "
+            "VALUES (%s::uuid, %s, %s, %s, 'ACTIVE', now(), now(), now())",
+            [(ident, *key) for ident, key in rows.items()])
+    return rows
+
+
+async def put_json(url: str, body: Any) -> None:
+    async with aiohttp.ClientSession() as http, http.put(url, json=body) as resp:
+        resp.raise_for_status()
+
+
+async def answers_agree(ours: str, opa: str, world: World) -> tuple[int, list[str]]:
+    tokens = {u: token(world.secret, u, admin=False) for u, _, _ in world.grants.values()}
+    keys = world.keys()
+    mismatches: list[str] = []
+    sem = asyncio.Semaphore(32)
+    async with aiohttp.ClientSession() as http:
+        async def one(key: tuple[str, str, str]) -> None:
+            async with sem:
+                async with http.get(check_url(ours, key), headers={
+                        "Authorization": f"Bearer {tokens[key[0]]}"}) as resp:
+                    mine = await resp.json()
+                async with http.post(f"{opa}/v1/data/authz/decision", json={
+                        "input": dict(zip(("userId", "roleType", "regionCode"), key,
+                                          strict=True))}) as resp:
+                    theirs = (await resp.json())["result"]
+            if mine != theirs:
+                mismatches.append(f"{key}: service {mine} OPA {theirs}")
+
+        await asyncio.gather(*(one(k) for k in keys))
+    return len(keys), mismatches
+
+
+class EventClock:
+    """Records when each authorization's event arrives on the events topic."""
+
+    def __init__(self, brokers: str, topic: str) -> None:
+        self.arrived: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._consumer = Consumer({"bootstrap.servers": brokers, "log_level": 0,
+                                   "group.id": f"bench-{secrets.token_hex(4)}",
+                                   "auto.offset.reset": "earliest",
+                                   "topic.metadata.refresh.interval.ms": 500})
+        self._consumer.subscribe([topic])
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            msg = self._consumer.poll(0.05)
+            if msg is None or msg.error():
+                continue
+            now = time.time()
+            event = json.loads(msg.value())
+            self.arrived.setdefault(event["authorization"]["id"], now)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._consumer.close()
+
+
+def creates(vegeta: Vegeta, base: str, admin: str, seconds: float, clock: EventClock
+            ) -> tuple[Stats, list[float], int]:
+    run = secrets.token_hex(3)
+    bodies = [target("POST", f"{base}/api/v1/authorizations", admin,
+                     {"userId": f"c{run}-{i}", "roleType": "COMMUNITY",
+                      "regionCode": REGIONS[i % len(REGIONS)]})
+              for i in range(int(seconds * 3000))]
+    results = vegeta.attack(bodies, 0, seconds)
+    answered = {json.loads(r.body)["id"]: (r.started_ns + r.latency_ns) / 1e9
+                for r in results if r.code == 201}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not answered.keys() <= clock.arrived.keys():
+        time.sleep(0.2)
+    delays = sorted((clock.arrived[i] - t) * 1000 for i, t in answered.items()
+                    if i in clock.arrived)
+    return stats(results), delays, len(answered) - len(delays)
+
+
+def versions(opa: Path, vegeta: Path) -> str:
+    def first_line(argv: list[str]) -> str:
+        out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+        return out.splitlines()[0] if out else "?"
+
+    return (f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
+            f"OPA {first_line([str(opa), 'version']).split()[-1]}, "
+            f"vegeta {binaries.vegeta_version()}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hack/bench service", description=__doc__)
+    parser.add_argument("--grants", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per measured run")
+    parser.add_argument("--connections", type=int, default=32, help="closed-loop runs")
+    parser.add_argument("--rate", type=int, default=1000, help="the open-loop run, checks/s")
+    parser.add_argument("--plot", type=Path, help="PNG of throughput and p99 vs offered load")
+    parser.add_argument("--profile", type=Path,
+                        help="py-spy's collapsed stacks of the service's closed-loop check run "
+                             "(and of the cache-miss run, in *.miss.txt)")
+    parser.add_argument("--service-cmd", default=str(REPO / ".venv" / "bin" / "authz-service"),
+                        help="the service's command (e.g. an older checkout's, to compare)")
+    args = parser.parse_args(argv)
+    os.sched_setaffinity(0, {int(LOAD_CPU)})  # this process is part of the load side
+    st = devstate.load()
+    if not procs.alive(st.pids.get("postgres")) or not st.kafka_brokers:
+        print("servers not running: python -m devenv servers", file=sys.stderr)
+        return 2
+    opa_exe, vegeta_exe = binaries.opa_bin(), binaries.vegeta_bin()
+    work = Path(tempfile.mkdtemp(prefix="authz-bench-"))
+    db = f"bench_{secrets.token_hex(4)}"
+    with psycopg.connect(st.database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    url = urlsplit(st.database_url)._replace(path=f"/{db}").geturl()
+    try:
+        return run(args, st, url, work, opa_exe, vegeta_exe)
+    finally:
+        with psycopg.connect(st.database_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def run(args: argparse.Namespace, st: devstate.State, url: str, work: Path, opa_exe: Path,
+        vegeta_exe: Path) -> int:
+    secret = secrets.token_urlsafe(32)
+    topic = f"bench-events-{secrets.token_hex(4)}"
+    ports = {name: procs.free_port() for name in ("service", "opa", "bare")}
+    env = {"PATH": os.environ["PATH"], "NODE_ENV": "production", "PORT": str(ports["service"]),
+           "DATABASE_URL": f"{url}?connection_limit=20&pool_timeout=30",
+           "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(st.ports["redis"]),
+           "KAFKA_BROKERS": st.kafka_brokers, "KAFKA_EVENTS_TOPIC": topic,
+           "JWT_SECRET": secret, "LOG_LEVEL": "warn", "WEB_CONCURRENCY": "1"}
+    exe = str(REPO / ".venv" / "bin" / "authz-service")
+    subprocess.run([exe, "migrate", "up"], env=env, check=True, capture_output=True)
+    serve = [*args.service_cmd.split(), "serve"]
+    world = World(seed(url, args.grants), secret)
+    (work / "policy.rego").write_text(POLICY)
+    vegeta = Vegeta(vegeta_exe, work)
+    bases = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    admin = token(secret, "bench-admin", admin=True)
+    keys = world.keys()
+    tokens = {u: token(secret, u, admin=False) for u, _, _ in world.grants.values()}
+    ours = [target("GET", check_url(bases["service"], k), tokens[k[0]]) for k in keys]
+    opa = [opa_target(bases["opa"], k) for k in keys]
+    bare = [target("GET", check_url(bases["bare"], k), tokens[k[0]]) for k in keys]
+    log = work / "servers.log"
+    redis_pid = st.pids.get("redis")
+    lines: list[str] = []
+    with server(serve, ports["service"], env, log) as service_pid, \
+            server([str(opa_exe), "run", "--server", f"--addr=127.0.0.1:{ports['opa']}",
+                    "--log-level=error", str(work / "policy.rego")], ports["opa"],
+                   dict(os.environ, GOMAXPROCS="1"), log), \
+            server([str(REPO / ".venv" / "bin" / "python"), "-m", "benchmarks.bare_app",
+                    str(ports["bare"])], ports["bare"], dict(os.environ, PYTHONPATH=str(REPO)),
+                   log):
+        grants: dict[str, dict[str, dict[str, str]]] = {}
+        for ident, (user, role, region) in world.grants.items():
+            grants.setdefault(user, {}).setdefault(role, {})[region] = ident
+        asyncio.run(put_json(f"{bases['opa']}/v1/data/grants", grants))
+        compared, mismatches = asyncio.run(answers_agree(bases["service"], bases["opa"], world))
+        lines.append(f"Answers compared: {compared} keys ({len(world.grants)} granted), "
+                     f"{len(mismatches)} disagree" + (f": {mismatches[:3]}" if mismatches else ""))
+        if mismatches:
+            print("\n".join(lines))
+            return 1
+        idle_rss = rss_mib(service_pid)[0]
+        table = {}
+        redis_share = 0.0
+        for name, targets in (("service check (cache warm)", ours),
+                              ("Open Policy Agent, REST decision API", opa),
+                              ("bare aiohttp app, constant answer", bare)):
+            before = cpu_seconds(redis_pid)
+            with profiled(service_pid if args.profile and name.startswith("service") else None,
+                          args.profile, args.seconds):
+                table[name] = stats(vegeta.attack(targets, 0, args.seconds, args.connections))
+            if name.startswith("service"):
+                redis_share = (cpu_seconds(redis_pid) - before) / args.seconds
+        hit = stats(vegeta.attack(ours, args.rate, args.seconds))
+        unseen = world.unseen(int(args.rate * args.seconds * 1.1))
+        with profiled(service_pid if args.profile else None,
+                      args.profile and args.profile.with_suffix(".miss.txt"), args.seconds):
+            miss = stats(vegeta.attack([target("GET", check_url(bases["service"], k),
+                                               tokens[k[0]]) for k in unseen],
+                                       args.rate, args.seconds))
+        sweep = load_sweep(vegeta, {"service": ours, "OPA": opa, "bare aiohttp": bare},
+                           args.seconds / 2) if args.plot else {}
+        clock = EventClock(st.kafka_brokers, topic)
+        try:
+            created, delays, missing = creates(vegeta, bases["service"], admin, args.seconds,
+                                               clock)
+        finally:
+            clock.close()
+        rss, peak = rss_mib(service_pid)
+    ours_rps = table["service check (cache warm)"].rps
+    lines += report(args, table, ours_rps, redis_share, hit, miss, created, delays, missing,
+                    idle_rss, rss, peak, versions(opa_exe, vegeta_exe))
+    print("\n".join(lines))
+    if args.plot:
+        plot(sweep, args.plot)
+        print(f"\nPlot: {args.plot}")
+    return 0
+
+
+def report(args: argparse.Namespace, table: dict[str, Stats], ours_rps: float,
+           redis_share: float, hit: Stats, miss: Stats, created: Stats, delays: list[float],
+           missing: int, idle_rss: float, rss: float, peak: float, tools: str) -> list[str]:
+    head = "| | requests | requests/s | p50 ms | p99 ms | p99.9 ms | errors |"
+    rule = "| --- | --- | --- | --- | --- | --- | --- |"
+    out = [f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+           f"Machine: {machine()}", f"Versions: {tools}",
+           f"Budget: each server pinned to CPU {SERVER_CPU} (service: 1 worker; OPA: "
+           f"GOMAXPROCS=1), vegeta pinned to CPU {LOAD_CPU}; load average at start "
+           f"{os.getloadavg()[0]:.1f}", "",
+           f"Closed loop, {args.connections} connections, {args.seconds:.0f} s each, "
+           f"{len(table) and args.grants} grants:", "", head, rule]
+    out += [s.row(name) for name, s in table.items()]
+    opa = table["Open Policy Agent, REST decision API"].rps
+    bare = table["bare aiohttp app, constant answer"].rps
+    out += ["", f"Ratios: service/OPA {ours_rps / opa:.2f}x (goal >= 1.0), service/bare "
+                f"aiohttp {ours_rps / bare:.2f}x (goal >= 0.7). Redis used "
+                f"{redis_share:.0%} of a CPU during the service's run (unpinned).", "",
+            f"Open loop at {args.rate} checks/s, {args.seconds:.0f} s (goal p99 <= 5 ms, "
+            "p99.9 <= 20 ms):", "", head, rule,
+            hit.row("cache hit (keys checked before)"),
+            miss.row("cache miss (keys never checked: PostgreSQL)"), ""]
+    lag = (f"p50 {statistics.median(delays):.0f} ms, p99 "
+           f"{delays[min(len(delays) - 1, int(0.99 * len(delays)))]:.0f} ms"
+           if delays else "none arrived")
+    out += [f"Creates, closed loop, {args.connections} connections, relay running: "
+            f"{created.rps:,.0f}/s (goal >= 1,000), p50 {created.p50:.1f} ms, p99 "
+            f"{created.p99:.1f} ms, {created.errors} errors; 201 -> event on Kafka: {lag} "
+            f"(goal p99 <= 500 ms){f', {missing} never arrived' if missing else ''}.",
+            f"Service worker RSS: {idle_rss:.0f} MiB idle, {rss:.0f} MiB after the runs, "
+            f"{peak:.0f} MiB peak (goal < 150 MiB)."]
+    return out
+
+
+def load_sweep(vegeta: Vegeta, sides: dict[str, list[dict[str, Any]]], seconds: float
+               ) -> dict[str, list[tuple[int, Stats]]]:
+    rates = [500, 1000, 2000, 4000, 8000, 12000]
+    return {name: [(rate, stats(vegeta.attack(targets, rate, seconds))) for rate in rates]
+            for name, targets in sides.items()}
+
+
+def plot(sweep: dict[str, list[tuple[int, Stats]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, points in sweep.items():
+        rates = [r for r, _ in points]
+        left.plot(rates, [s.rps for _, s in points], marker="o", label=name)
+        right.plot(rates, [s.p99 for _, s in points], marker="o", label=name)
+    left.set(xlabel="offered checks/s", ylabel="answered/s", title="Throughput")
+    right.set(xlabel="offered checks/s", ylabel="p99 ms", title="p99 latency", yscale="log")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
