@@ -1,4 +1,4 @@
-"""`python -m devenv up|down|status|build`: the local environment's verbs.
+"""`python -m devenv up|down|status|build|servers`: the local environment's verbs.
 `hack/up`, `hack/down` and `hack/test` call these after preparing the virtualenv."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def cmd_status(st: state.State) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="devenv")
-    parser.add_argument("verb", choices=["up", "down", "status", "build"])
+    parser.add_argument("verb", choices=["up", "down", "status", "build", "servers"])
     args = parser.parse_args(argv)
     st = state.load()
     paths.RUN.mkdir(parents=True, exist_ok=True)
@@ -45,6 +45,15 @@ def main(argv: list[str] | None = None) -> int:
 
         build.all_binaries()
         imagebuild.build_all()
+    elif args.verb == "servers":
+        # PostgreSQL, Redis and Kafka only (the benchmarks), in the environment's namespace.
+        from devenv import netns, up
+
+        if not netns.inside():
+            build.kafka_libs()
+            netns.ensure()
+            netns.reexec_inside(["servers"])
+        up.start_servers(st)
     elif args.verb == "down":
         cmd_down(st)
     elif args.verb == "status":

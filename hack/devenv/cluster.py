@@ -182,7 +182,9 @@ def start(state: State) -> None:
         "--controllers=*", f"--service-account-private-key-file={pki / 'sa.key'}",
         f"--root-ca-file={pki / 'ca.crt'}",
         # Tests wait for these; the defaults are tuned for big clusters.
-        "--concurrent-gc-syncs=5", "--horizontal-pod-autoscaler-sync-period=5s"])
+        "--concurrent-gc-syncs=5", "--horizontal-pod-autoscaler-sync-period=5s",
+        # An HPA scales down 5 minutes after load ends by default; tests watch it happen.
+        "--horizontal-pod-autoscaler-downscale-stabilization=15s"])
     _start_controller(state, bins, "kube-scheduler", [])
 
     if not procs.alive(state.pids.get("kwok")):

@@ -197,6 +197,22 @@ class ImageSet:
     tags: dict[str, Built]        # name a pod uses (e.g. registry.example/...:1.5.0) -> image
 
 
+def to_state(images: ImageSet) -> dict[str, list[str]]:
+    """The set as plain data for state.json: built on the host, used inside the namespace."""
+    named = {"pause": images.pause, "service": images.service, "operator": images.operator}
+    named.update({f"tag:{name}": built for name, built in images.tags.items()})
+    return {name: [b.ref, str(b.archive)] for name, b in named.items()}
+
+
+def from_state(raw: dict[str, list[str]]) -> ImageSet:
+    def built(key: str) -> Built:
+        ref, archive = raw[key]
+        return Built(ref, Path(archive))
+    return ImageSet(pause=built("pause"), service=built("service"),
+                    operator=built("operator"),
+                    tags={k.removeprefix("tag:"): built(k) for k in raw if k.startswith("tag:")})
+
+
 def build_all() -> ImageSet:
     """Build (or find) every image; prints what it builds."""
     base = base_image()

@@ -6,6 +6,7 @@ Every tag is an image built by `devenv.imagebuild`: the service image from
 
 - `-unready`: `authz-service serve` never answers its probes;
 - `-crash`: `authz-service serve` exits 1 at once;
+- `-oom`: `authz-service serve` allocates more memory than any limit allows (OOM-killed);
 - `-badmigration`: migrations include one that fails half-way (so it must roll back).
 
 A tag may also bring extra migrations, as a newer image would: `hack/images/<tag>/migrations`
@@ -21,7 +22,7 @@ from pathlib import Path
 from devenv import paths
 
 IMAGE_RE = re.compile(r"^(?:.+/)?authorization-service:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]*)$")
-FAILURES = ("unready", "crash", "badmigration")
+FAILURES = ("unready", "crash", "oom", "badmigration")
 IMAGES_DIR = paths.REPO / "hack" / "images"
 
 
@@ -64,9 +65,11 @@ REPOSITORIES = ("registry.example/authorization-service",)
 OPERATOR_IMAGE = "registry.example/authz-operator:0.1.0"
 # Every tag the sample and the tests run; each is the service image or a thin variant of it.
 TEST_TAGS = ("1.4.0", "1.4.1", "1.5.0", "1.6.0", "1.4.0-unready", "1.4.0-crash",
-             "1.4.1-badmigration", "1.5.0-unready")
+             "1.4.0-oom", "1.4.1-badmigration", "1.5.0-unready")
 SERVE_FAILURES = {
     "crash": 'echo "injected crash" >&2; exit 1',
+    # 4 GiB, touched page by page: more than the seed's (or any test's) memory limit.
+    "oom": 'exec /opt/venv/bin/python -c "b = bytearray(4 * 1024 ** 3)"',
     "unready": ('echo "injected: never ready" >&2; exec /opt/venv/bin/python -c '
                 '"import signal, sys; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); '
                 'signal.pause()"'),

@@ -23,6 +23,7 @@ class State:
     kafka_brokers: str = ""
     authz_url: str = ""
     jwt_secret: str = ""
+    images: dict[str, list[str]] = field(default_factory=dict)  # devenv.imagebuild.to_state
 
     def save(self) -> None:
         paths.RUN.mkdir(parents=True, exist_ok=True)

@@ -116,7 +116,8 @@ def externals(st: State) -> list[addons.External]:
 
 def start_node(st: State) -> imagebuild.ImageSet:
     started = time.monotonic()
-    built = imagebuild.build_all()
+    # What the host's step built (no registry in here), even if the tree changed since.
+    built = imagebuild.from_state(st.images)
     node.start(st, built.pause.ref)
     node.import_images(st, built)
     addons.start(st, externals(st))
@@ -221,7 +222,8 @@ def up(st: State) -> None:
     t0 = time.monotonic()
     if not netns.inside():
         build.all_binaries()
-        imagebuild.build_all()
+        st.images = imagebuild.to_state(imagebuild.build_all())
+        st.save()
         netns.ensure()
         netns.reexec_inside(["up"])
     for leftover in ("operator", "podrunner"):   # host processes of earlier versions

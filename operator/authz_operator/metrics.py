@@ -44,6 +44,11 @@ RECONCILES = Counter(
     "authz_operator_reconciles_total",
     "Finished reconciles of AuthorizationServices, by the kopf handler that woke them.",
     [*RESOURCE, "handler", "result"], registry=REGISTRY)
+COALESCED = Counter(
+    "authz_operator_coalesced_total",
+    "Events folded into a reconcile of the same resource that had not started yet (it reads "
+    "the latest state, so it covers them), by the kopf handler that received them.",
+    [*RESOURCE, "handler"], registry=REGISTRY)
 WRITES = Counter(
     "authz_operator_writes_total", "Writes a reconcile sent (applies, deletes, status, events).",
     list(RESOURCE), registry=REGISTRY)
@@ -73,8 +78,8 @@ CONDITION = Gauge(
     "1 for each condition's current status, 0 for its other statuses.",
     [*RESOURCE, "type", "status"], registry=REGISTRY)
 
-PER_RESOURCE = (RECONCILES, WRITES, RECONCILE_DURATION, MIGRATIONS, MIGRATION_DURATION,
-                ROLLBACKS, CONDITION)
+PER_RESOURCE = (RECONCILES, COALESCED, WRITES, RECONCILE_DURATION, MIGRATIONS,
+                MIGRATION_DURATION, ROLLBACKS, CONDITION)
 STATUSES = ("True", "False", "Unknown")
 SUCCEEDED, FAILED = "succeeded", "failed"
 
@@ -204,6 +209,10 @@ def reconciled(namespace: str, name: str, handler: str, seconds: float, writes: 
 def reconcile_failed(namespace: str, name: str, handler: str, seconds: float) -> None:
     RECONCILES.labels(namespace, name, handler, "error").inc()
     RECONCILE_DURATION.labels(namespace, name).observe(seconds)
+
+
+def coalesced(namespace: str, name: str, handler: str) -> None:
+    COALESCED.labels(namespace, name, handler).inc()
 
 
 def forget(namespace: str, name: str) -> None:

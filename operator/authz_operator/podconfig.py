@@ -87,7 +87,12 @@ ENV_ORDER = (
     "KAFKA_BROKERS", "KAFKA_CLIENT_ID", "KAFKA_CONSUMER_GROUP", "JWT_SECRET",
     "JWT_SECRET_PREVIOUS", "JWT_EXPIRES_IN",
     "IDENTITY_SERVICE_URL", "REFERRAL_SERVICE_URL", "STATISTICS_SERVICE_URL", "LOG_LEVEL",
+    "WEB_CONCURRENCY",
 )
+# The service's worker processes follow the container's CPU limit (rounded up: "500m" -> 1,
+# "2" -> 2), read by the kubelet, so a change of spec.resources.limits.cpu resizes them.
+WORKERS_ENV: Obj = {"name": "WEB_CONCURRENCY", "valueFrom": {
+    "resourceFieldRef": {"resource": "limits.cpu", "divisor": "1"}}}
 
 
 def target_from_spec(spec: Spec, secret_versions: Mapping[str, str]) -> Target:
@@ -108,4 +113,5 @@ def env(spec: Spec, config_map: str) -> list[Obj]:
         by_name[var] = {
             "name": var, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
         }
+    by_name["WEB_CONCURRENCY"] = WORKERS_ENV
     return [by_name[v] for v in ENV_ORDER if v in by_name]

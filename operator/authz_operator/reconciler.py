@@ -180,7 +180,9 @@ class Reconciler:
         key = (namespace, name)
         with self._guard:
             if coalesce and key in self._waiting:
-                return None  # a reconcile that has not started yet will see this change too
+                # a reconcile that has not started yet will see this change too
+                metrics.coalesced(namespace, name, handler)
+                return None
             self._waiting.add(key)
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:

@@ -71,13 +71,17 @@ def replica_fields(spec: Spec | None, dep: Mapping[str, Any] | None, name: str) 
 
 
 def crash_message(pods: Sequence[Mapping[str, Any]], image: str) -> str | None:
-    """Why pods of `image` crash (CrashLoopBackOff), or None."""
+    """Why pods of `image` crash (CrashLoopBackOff), or None: the kubelet's reason for the
+    last exit (OOMKilled, Error) and its exit code first, then its back-off message."""
     for pod in pods:
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
             waiting = (cs.get("state") or {}).get("waiting") or {}
             if (cs.get("image") == image or _pod_image(pod) == image) and waiting.get(
                     "reason") == "CrashLoopBackOff" and int(cs.get("restartCount", 0)) >= 1:
-                return (f"pod {pod['metadata']['name']} crashes: "
+                last = (cs.get("lastState") or {}).get("terminated") or {}
+                cause = (f"{last['reason']} (exit code {last.get('exitCode')}); "
+                         if last.get("reason") else "")
+                return (f"pod {pod['metadata']['name']} crashes: {cause}"
                         f"{waiting.get('message') or 'CrashLoopBackOff'}")
     return None
 

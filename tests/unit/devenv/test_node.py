@@ -88,6 +88,7 @@ def test_cluster_dns_has_the_address_kubelet_gives_pods() -> None:
     ("1.4.0-unready", 0, True),
     ("1.5.0-unready", 1, True),
     ("1.4.0-crash", 0, True),
+    ("1.4.0-oom", 0, True),
 ])
 def test_variants_are_thin_images_on_the_service_image(tag: str, copies: int | None,
                                                        wrapped: bool) -> None:
@@ -124,3 +125,11 @@ def test_tree_hash_follows_contents_not_caches(tmp_path: Path) -> None:
     assert imagebuild.tree_hash(tmp_path, ("pkg",)) != before
     assert imagebuild.tree_hash(tmp_path, ("pkg",), ("base-1",)) != imagebuild.tree_hash(
         tmp_path, ("pkg",), ("base-2",))
+
+
+def test_the_image_set_built_on_the_host_is_read_back_inside(tmp_path: Path) -> None:
+    def b(ref: str) -> imagebuild.Built:
+        return imagebuild.Built(ref, tmp_path / f"{ref.replace('/', '_')}.tar")
+    images = imagebuild.ImageSet(pause=b("p:1"), service=b("s:1"), operator=b("o:1"),
+                                 tags={"registry.example/authorization-service:1.4.0": b("s:1")})
+    assert imagebuild.from_state(json.loads(json.dumps(imagebuild.to_state(images)))) == images

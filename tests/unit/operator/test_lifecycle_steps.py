@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from authz_operator import resources as r
+from authz_operator.lifecycle import crash_message
 from authz_operator.lifecycle.children import child_plan, hold_deployment
 from authz_operator.lifecycle.migration import migration_gate
 from authz_operator.lifecycle.report import Verdict
@@ -162,3 +163,21 @@ def test_a_finished_rollout_is_ready_unless_it_serves_an_automatic_rollback(
         hold: Hold | None, phase: Phase, reason: Reason) -> None:
     done = _done(hold, "2 of 2 replicas available")
     assert (done.phase, done.ready.reason) == (phase, reason)
+
+
+@pytest.mark.parametrize(("last", "expected"), [
+    ({"terminated": {"reason": "OOMKilled", "exitCode": 137}},
+     "pod p crashes: OOMKilled (exit code 137); back-off 10s"),
+    ({"terminated": {"reason": "Error", "exitCode": 1}},
+     "pod p crashes: Error (exit code 1); back-off 10s"),
+    ({}, "pod p crashes: back-off 10s"),
+])
+def test_a_crash_names_the_kubelets_reason_for_the_last_exit(last: dict[str, Any],
+                                                             expected: str) -> None:
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"image": IMAGE}]},
+           "status": {"containerStatuses": [{
+               "image": IMAGE, "restartCount": 2, "lastState": last,
+               "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}},
+           }]}}
+    assert crash_message([pod], IMAGE) == expected
+    assert crash_message([pod], "other:1") is None

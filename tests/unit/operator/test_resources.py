@@ -95,6 +95,8 @@ ENV = [
         "name": "authorization-service-config", "key": "statistics-service-url"}}},
     {"name": "LOG_LEVEL", "valueFrom": {"configMapKeyRef": {
         "name": "authorization-service-config", "key": "log-level"}}},
+    {"name": "WEB_CONCURRENCY", "valueFrom": {"resourceFieldRef": {
+        "resource": "limits.cpu", "divisor": "1"}}},
 ]
 CONTAINER_SECURITY = {
     "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
