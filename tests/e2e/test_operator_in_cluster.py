@@ -83,6 +83,7 @@ def test_the_operator_is_two_pods_of_its_image_under_restricted_pod_security(api
         [status] = pod["status"]["containerStatuses"]
         assert "/authz-operator:" in status["image"]          # built from Dockerfile.operator
         assert status["containerID"].startswith("containerd://")
+        assert status["restartCount"] == 0                    # its liveness probe passes
 
 
 def test_the_operator_serves_its_metrics_from_the_container(api: Any) -> None:
