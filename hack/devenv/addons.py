@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from devenv import build, netns, paths, procs
+from devenv import build, cluster, netns, paths, procs
 from devenv.state import State
 
 DNS_PORT = 53
@@ -95,21 +95,17 @@ def metrics_objects(port: int) -> list[dict[str, Any]]:
 
 def start(state: State, externals: list[External]) -> None:
     """CoreDNS, metrics-server, and the Services for them and for the servers."""
-    from devenv import cluster
-
     bins = build.node_binaries()
     if not procs.alive(state.pids.get("coredns")):
         health = procs.sticky_port(state.ports, "coredns-health")
         ready = procs.sticky_port(state.ports, "coredns-ready")
         conf = paths.RUN / "Corefile"
         conf.write_text(corefile(state.kubeconfig, health, ready))
-        state.pids["coredns"] = procs.spawn("coredns", [str(bins.coredns), "-conf",
-                                                        str(conf)], paths.RUN)
-        state.save()
+        procs.start(state, "coredns", [str(bins.coredns), "-conf", str(conf)], paths.RUN)
     if not procs.alive(state.pids.get("metrics-server")):
         port = procs.sticky_port(state.ports, "metrics-server")
         kc = state.kubeconfig
-        state.pids["metrics-server"] = procs.spawn("metrics-server", [
+        procs.start(state, "metrics-server", [
             str(bins.metrics_server), f"--kubeconfig={kc}",
             f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
             f"--bind-address={netns.NODE_IP}", f"--secure-port={port}",
@@ -117,7 +113,6 @@ def start(state: State, externals: list[External]) -> None:
             "--kubelet-insecure-tls", "--kubelet-preferred-address-types=InternalIP",
             "--kubelet-use-node-status-port", "--metric-resolution=10s",
             "--kubelet-request-timeout=5s"], paths.RUN)
-        state.save()
     docs: list[dict[str, Any]] = []
     namespaces = sorted({e.namespace for e in externals} | {"kube-system"})
     docs += [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}

@@ -118,7 +118,7 @@ def start(state: State) -> None:
     if not procs.alive(state.pids.get("etcd")):
         client = procs.sticky_port(state.ports, "etcd")
         peer = procs.sticky_port(state.ports, "etcd-peer")
-        pid = procs.spawn("etcd", [
+        procs.start(state, "etcd", [
             str(etcd), "--name=default", f"--data-dir={run / 'etcd'}",
             f"--listen-client-urls=http://127.0.0.1:{client}",
             f"--advertise-client-urls=http://127.0.0.1:{client}",
@@ -126,10 +126,8 @@ def start(state: State) -> None:
             f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
             f"--initial-cluster=default=http://127.0.0.1:{peer}",
             "--unsafe-no-fsync", "--quota-backend-bytes=4294967296",
-            "--listen-metrics-urls=", "--log-level=warn"], log)
-        state.pids["etcd"] = pid
-        state.save()
-        procs.wait_until("etcd", lambda: procs.port_open(client), 30, pid, log / "etcd.log")
+            "--listen-metrics-urls=", "--log-level=warn"], log,
+            ready=lambda: procs.port_open(client))
 
     token_file = pki / "tokens.csv"
     if not token_file.exists():
@@ -139,7 +137,8 @@ def start(state: State) -> None:
 
     if not procs.alive(state.pids.get("kube-apiserver")):
         port = procs.sticky_port(state.ports, "kube-apiserver")
-        pid = procs.spawn("kube-apiserver", [
+        _kubeconfig(kubeconfig, port, token, pki / "ca.crt")
+        procs.start(state, "kube-apiserver", [
             str(bins / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{state.ports['etcd']}",
             # Inside the environment's network namespace: all its addresses are ours.
@@ -166,14 +165,9 @@ def start(state: State) -> None:
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--service-cluster-ip-range={netns.SERVICE_CIDR}", "--allow-privileged=true",
             "--enable-admission-plugins=PodSecurity,ServiceAccount,NamespaceLifecycle",
-            "--profiling=false", "--v=1"], log)
-        state.pids["kube-apiserver"] = pid
-        state.save()
-        _kubeconfig(kubeconfig, port, token, pki / "ca.crt")
-        procs.wait_until(
-            "kube-apiserver",
-            lambda: _healthy(f"https://127.0.0.1:{port}/readyz", pki / "ca.crt", token),
-            120, pid, log / "kube-apiserver.log")
+            "--profiling=false", "--v=1"], log,
+            ready=lambda: _healthy(f"https://127.0.0.1:{port}/readyz", pki / "ca.crt", token),
+            timeout=120)
     state.kubeconfig = str(kubeconfig)
     state.kubectl_dir = str(bins)
     state.save()
@@ -190,14 +184,13 @@ def start(state: State) -> None:
     if not procs.alive(state.pids.get("kwok")):
         stage_args = [f"--config={f}" for f in _kwok_stages(run)]
         port = procs.free_port()
-        pid = procs.spawn("kwok", [
+        state.ports["kwok"] = port
+        procs.start(state, "kwok", [
             str(kwok), f"--kubeconfig={kubeconfig}", *stage_args,
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--node-ip=10.0.0.1", "--cidr=10.0.0.0/24", "--node-lease-duration-seconds=40",
             f"--server-address=127.0.0.1:{port}"], log)
-        state.pids["kwok"], state.ports["kwok"] = pid, port
-        state.save()
     _ensure_nodes(state)
 
 
@@ -208,16 +201,14 @@ def _start_controller(state: State, bins: Path, name: str, extra: list[str]) -> 
         return
     kubeconfig = state.kubeconfig
     port = procs.free_port()
-    pid = procs.spawn(name, [
+    state.ports[name] = port
+    procs.start(state, name, [
         str(bins / name), f"--kubeconfig={kubeconfig}",
         f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
         "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={port}",
         "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics", "--v=1",
-        *extra], paths.RUN)
-    state.pids[name], state.ports[name] = pid, port
-    state.save()
-    procs.wait_until(name, lambda: _healthy(f"https://127.0.0.1:{port}/healthz"), 60, pid,
-                     paths.RUN / f"{name}.log")
+        *extra], paths.RUN, ready=lambda: _healthy(f"https://127.0.0.1:{port}/healthz"),
+        timeout=60)
 
 
 def _ensure_nodes(state: State) -> None:

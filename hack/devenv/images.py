@@ -36,10 +36,6 @@ class ImageRun:
     extra_migrations: tuple[Path, ...]
 
 
-def is_ours(image: str) -> bool:
-    return IMAGE_RE.match(image) is not None
-
-
 def parse(image: str) -> ImageRun:
     match = IMAGE_RE.match(image)
     if match is None:

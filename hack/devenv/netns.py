@@ -77,11 +77,6 @@ def delete() -> None:
         subprocess.run(["ip", "netns", "delete", NAME], check=False, capture_output=True)
 
 
-def command(argv: list[str]) -> list[str]:
-    """`argv` run inside the namespace (unchanged when we are inside already)."""
-    return argv if inside() else _ns(*argv)
-
-
 def reexec_inside(args: list[str]) -> None:
     """Replace this process by `python -m devenv <args>` inside the namespace."""
     if inside():

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from devenv import build, imagebuild, netns, paths, procs
+from devenv import build, cluster, imagebuild, netns, paths, procs
 from devenv.state import State
 
 NAME = "authz-node"
@@ -247,12 +247,10 @@ def start(state: State, sandbox_image: str) -> None:
         for name in ("kube-proxy", "kubelet", "containerd"):
             procs.stop(state.pids.pop(name, None))
         script = _write(node / "holder.sh", holder_script(node, KERNEL_TUNABLES))
-        state.pids["node"] = procs.spawn("node", [
+        procs.start(state, "node", [
             "unshare", "--pid", "--fork", "--mount", "--propagation", "private", "--mount-proc",
-            "sh", str(script)], paths.RUN)
-        state.save()
-        procs.wait_until("node namespaces", lambda: _holder_pid(state) is not None, 10,
-                         state.pids["node"], paths.RUN / "node.log")
+            "sh", str(script)], paths.RUN, ready=lambda: _holder_pid(state) is not None,
+            timeout=10)
     holder = _holder_pid(state)
     assert holder is not None
     _cgroups()
@@ -262,12 +260,9 @@ def start(state: State, sandbox_image: str) -> None:
     if not procs.alive(state.pids.get("containerd")):
         config = _write(ctrd / "config.toml", containerd_config(ctrd, sandbox_image))
         _write(ctrd / "cni" / "10-authz-dev.conflist", json.dumps(cni_config(), indent=2))
-        pid = procs.spawn("containerd", _in_node(holder, [
-            shutil.which("containerd") or "containerd", "--config", str(config)]), paths.RUN)
-        state.pids["containerd"] = pid
-        state.save()
-        procs.wait_until("containerd", lambda: sock.exists(), 30, pid,
-                         paths.RUN / "containerd.log")
+        procs.start(state, "containerd", _in_node(holder, [
+            shutil.which("containerd") or "containerd", "--config", str(config)]), paths.RUN,
+            ready=sock.exists)
 
     if not procs.alive(state.pids.get("kubelet")):
         port = procs.sticky_port(state.ports, "kubelet")
@@ -275,21 +270,17 @@ def start(state: State, sandbox_image: str) -> None:
         resolv = _write(node / "resolv.conf", "")   # pods get cluster DNS only: no upstream
         config = _write(node / "kubelet.yaml", yaml.safe_dump(kubelet_config(
             paths.RUN / "pki" / "ca.crt", sock, port, healthz, resolv, node / "pod-logs")))
-        pid = procs.spawn("kubelet", _in_node(holder, [
+        procs.start(state, "kubelet", _in_node(holder, [
             str(bins / "kubelet"), f"--config={config}", f"--kubeconfig={state.kubeconfig}",
             f"--hostname-override={NAME}", f"--node-ip={netns.NODE_IP}", "--v=1"]), paths.RUN)
-        state.pids["kubelet"] = pid
-        state.save()
 
     if not procs.alive(state.pids.get("kube-proxy")):
         healthz = procs.sticky_port(state.ports, "kube-proxy-healthz")
         metrics = procs.sticky_port(state.ports, "kube-proxy-metrics")
         config = _write(node / "kube-proxy.yaml", yaml.safe_dump(
             kube_proxy_config(state.kubeconfig, healthz, metrics)))
-        pid = procs.spawn("kube-proxy", _in_node(holder, [
+        procs.start(state, "kube-proxy", _in_node(holder, [
             str(bins / "kube-proxy"), f"--config={config}", "--v=1"]), paths.RUN)
-        state.pids["kube-proxy"] = pid
-        state.save()
 
 
 def ctr(state: State, *args: str) -> str:
@@ -323,8 +314,6 @@ def import_images(state: State, built: imagebuild.ImageSet) -> None:
 
 
 def _node_ready(state: State) -> bool:
-    from devenv import cluster
-
     out = cluster.kubectl(state, "get", "node", NAME, "-o",
                           "jsonpath={.status.conditions[?(@.type=='Ready')].status}").stdout
     return bool(out.strip() == "True")
@@ -333,10 +322,3 @@ def _node_ready(state: State) -> bool:
 def wait_ready(state: State, timeout: float = 90) -> None:
     procs.wait_until(f"node {NAME} Ready", lambda: _node_ready(state), timeout,
                      state.pids.get("kubelet"), paths.RUN / "kubelet.log")
-    from devenv import cluster
-
-    # An environment made by an earlier version registered the node with a taint.
-    taints = cluster.kubectl(state, "get", "node", NAME, "-o",
-                             "jsonpath={.spec.taints[*].key}").stdout.split()
-    if "authz.rwadurian.io/real-node" in taints:
-        cluster.kubectl(state, "taint", "node", NAME, "authz.rwadurian.io/real-node-")

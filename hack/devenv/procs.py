@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 LOOPBACK = "127.0.0.1"
 # Popen objects of the processes we started and let run: dropping one while its process
@@ -86,6 +87,27 @@ def spawn(
     (logdir / f"{name}.pid").write_text(str(proc.pid))
     _CHILDREN[proc.pid] = proc
     return proc.pid
+
+
+class Recorded(Protocol):
+    """Where started processes are remembered (devenv.state.State)."""
+
+    pids: dict[str, int]
+
+    def save(self) -> None: ...
+
+
+def start(record: Recorded, name: str, argv: Sequence[str], logdir: Path, *,
+          ready: Callable[[], bool] | None = None, timeout: float = 30,
+          env: Mapping[str, str] | None = None) -> int:
+    """Spawn `name`, remember its pid (saved at once, so `hack/down` finds it even if what
+    follows fails), then wait until `ready` holds, failing early with its log if it dies."""
+    pid = spawn(name, argv, logdir, env=env)
+    record.pids[name] = pid
+    record.save()
+    if ready is not None:
+        wait_until(name, ready, timeout, pid, logdir / f"{name}.log")
+    return pid
 
 
 def stop(pid: int | None, timeout: float = 10.0) -> None:

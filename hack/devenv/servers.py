@@ -72,14 +72,13 @@ def start_redis(state: State) -> None:
     if procs.alive(state.pids.get("redis")):
         return
     port = procs.sticky_port(state.ports, "redis")
-    pid = procs.spawn("redis", [shutil.which("redis-server") or "redis-server",
+    state.ports["redis"] = port
+    procs.start(state, "redis", [shutil.which("redis-server") or "redis-server",
                                 "--port", str(port), "--bind", "127.0.0.1", netns.NODE_IP,
                                 # no password on a dev server reachable from pods only
                                 "--protected-mode", "no", "--save", "",
-                                "--appendonly", "no", "--dir", str(paths.RUN)], paths.RUN)
-    procs.wait_until("redis", lambda: procs.port_open(port), 30, pid, paths.RUN / "redis.log")
-    state.pids["redis"] = pid
-    state.ports["redis"] = port
+                                "--appendonly", "no", "--dir", str(paths.RUN)], paths.RUN,
+                ready=lambda: procs.port_open(port))
     state.redis_url = f"redis://{netns.NODE_IP}:{port}/0"
     state.save()
 

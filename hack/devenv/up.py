@@ -93,12 +93,9 @@ def start_stubs(st: State) -> None:
     if _fresh(st, "stubs", code_stamp(paths.REPO / "hack" / "devenv")):
         return
     port = procs.sticky_port(st.ports, "stubs")
-    pid = procs.spawn("stubs", [sys.executable, "-m", "devenv.stubs", "--port", str(port),
-                                "--host", "0.0.0.0"],  # noqa: S104 - inside our namespace
-                      paths.RUN, env=_python_env())
-    st.pids["stubs"], st.ports["stubs"] = pid, port
-    st.save()
-    procs.wait_until("stubs", lambda: procs.port_open(port), 30, pid, paths.RUN / "stubs.log")
+    procs.start(st, "stubs", [sys.executable, "-m", "devenv.stubs", "--port", str(port),
+                              "--host", "0.0.0.0"],  # noqa: S104 - inside our namespace
+                paths.RUN, env=_python_env(), ready=lambda: procs.port_open(port))
 
 
 def externals(st: State) -> list[addons.External]:
