@@ -16,7 +16,7 @@ def _say(msg: str) -> None:
 def cmd_down(st: state.State) -> None:
     from devenv import addons, cluster, netns, node
 
-    for name in ("operator", "podrunner", "stubs"):
+    for name in ("operator", "podrunner", "stubs"):   # operator, podrunner: earlier versions
         procs.stop(st.pids.pop(name, None))
     node.stop(st)
     addons.stop(st)

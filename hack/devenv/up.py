@@ -223,8 +223,6 @@ def up(st: State) -> None:
         st.save()
         netns.ensure()
         netns.reexec_inside(["up"])
-    for leftover in ("operator", "podrunner"):   # host processes of earlier versions
-        procs.stop(st.pids.pop(leftover, None))
     start_servers(st)
     start_cluster(st)
     start_stubs(st)

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.cluster
 GROUP, VERSION, PLURAL = "rwadurian.io", "v1alpha1", "authorizationservices"
 NAME = "authz"
 SA = "authz-operator"
-IMAGE = "registry.example/authorization-service:{tag}"   # run for real by the pod runner
+IMAGE = "registry.example/authorization-service:{tag}"   # containers on the real node
 # A refusal in the operator's log: kopf's APIForbiddenError, the API's "is forbidden", our
 # KubeError ("PATCH /path: 403 ..."). Not a bare "403": log timestamps have milliseconds.
 REFUSED = re.compile(r"[Ff]orbidden|status=403|: 403 |'code': 403")

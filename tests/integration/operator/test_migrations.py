@@ -1,5 +1,5 @@
 """Migrations, revisions and rollbacks with the service's real code: pods and Job pods of
-`registry.example/authorization-service:<tag>` are run by the harness's pod runner against a
+`registry.example/authorization-service:<tag>` are containers on the real node, against a
 database of the test's own (tag suffixes inject failures, docs/development.md)."""
 
 from __future__ import annotations
