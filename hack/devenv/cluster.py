@@ -107,6 +107,9 @@ def _kwok_stages(run: Path) -> list[Path]:
 
 
 def start(state: State) -> None:
+    """etcd, the API server, controller-manager, scheduler, kwok, in that order (each only when
+    it is not running). Longer than 60 lines because the API server's flags are one list that
+    reads best whole."""
     run = paths.RUN
     bins = build.k8s_bin()
     etcd = build.etcd_bin()
