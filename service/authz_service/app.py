@@ -38,6 +38,11 @@ from authz_service.middleware import context, errors
 from authz_service.openapi import OpenApi, load_document
 
 log = logging.getLogger(__name__)
+# aiohttp closes a connection idle this long, and also one whose request has not fully
+# arrived this long after it connected (the timer is not restarted by a trickle of header
+# bytes: slow clients are bounded). Longer than the 60 s idle timeout of the usual proxies
+# and load balancers in front, so they never reuse a connection we are closing.
+KEEPALIVE_TIMEOUT = 75.0
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -142,6 +147,7 @@ def serve(config: Config, reuse_port: bool = False) -> None:
         log.warning("JWT_SECRET is shorter than 32 bytes; use a longer secret")
     log.info("authorization service starting on port %d (%s)", config.port, config.node_env)
     web.run_app(create_app(config), port=config.port, shutdown_timeout=config.shutdown_timeout,
-                print=None, access_log=None, handle_signals=True, reuse_port=reuse_port or None,
+                print=None, access_log=None, handle_signals=True,
+                keepalive_timeout=KEEPALIVE_TIMEOUT, reuse_port=reuse_port or None,
                 loop=uvloop.new_event_loop())
     log.info("authorization service stopped")
