@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import uvloop
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from authz_service import api, cache, consumer, health, logs, store
 from authz_service.auth import Verifier
@@ -119,6 +120,21 @@ async def consumer_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+class MalformedRequests(logging.Filter):
+    """aiohttp logs every unparseable request (a 64 KiB header, a bad request line) as an
+    error with a traceback that quotes the first 100 bytes of the offending line, which may
+    be someone's `Authorization: Bearer ...`. They are the client's fault: one warning line
+    naming the kind, with none of the request's bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = "malformed HTTP request refused: %s", (type(exc).__name__,)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=request.app[METRICS].render(),
                         headers={"Content-Type": CONTENT_TYPE})
@@ -143,6 +159,7 @@ def serve(config: Config, reuse_port: bool = False) -> None:
 
     `reuse_port`: one of several worker processes sharing the port (see workers.py)."""
     logs.setup(config.log_level)
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequests())
     if len(config.jwt.secret.encode()) < 32:
         log.warning("JWT_SECRET is shorter than 32 bytes; use a longer secret")
     log.info("authorization service starting on port %d (%s)", config.port, config.node_env)

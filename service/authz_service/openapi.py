@@ -110,12 +110,14 @@ class Operation:
                 continue
             kind, default = self._param_types[param.name]
             raw = values.get(param.name)
-            if raw is None or raw == "":
+            if raw is None or (raw == "" and param.required):
                 if param.required:
                     raise InvalidInput(f"{param.name} is required", field=param.name)
                 if default is not None:
                     result[param.name] = default
                 continue
+            # An empty optional value (`?status=`) is a value, checked like any other: only
+            # an absent parameter means "no filter", as the document says.
             value: Any = raw
             if kind == "integer":
                 try:
