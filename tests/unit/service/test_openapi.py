@@ -152,3 +152,12 @@ def test_cursor_positions_round_trip_and_any_documented_one_is_accepted() -> Non
     for bad in ("!!!", "9" * 17 + "." + ident, "1." + ident[:-1], "-1." + ident):
         with pytest.raises(InvalidInput):
             op.parameters("query", {"cursor": bad})
+
+
+@pytest.mark.parametrize("name", ["status", "roleType", "regionCode", "userId", "cursor",
+                                  "limit"])
+def test_an_empty_optional_value_is_a_value_not_an_absence(name: str) -> None:
+    """`?status=` is not a status (the document's enum says so); only absent means none."""
+    with pytest.raises(InvalidInput) as info:
+        API["listAuthorizations"].parameters("query", {name: ""})
+    assert info.value.field == name
