@@ -93,7 +93,7 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], within: float) -> None:
 
 @contextlib.contextmanager
 def served(devenv: Env, database_url: str, folder: Path,
-           extra: dict[str, str] | None = None) -> Iterator[Served]:
+           extra: dict[str, str] | None = None, ready: str = "/health") -> Iterator[Served]:
     """The service (one worker, relay and consumer on, as deployed) on a free loopback
     port, with a private password-protected Redis and the referral/statistics stand-in."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -125,7 +125,7 @@ def served(devenv: Env, database_url: str, folder: Path,
                                     stdout=log_file, stderr=subprocess.STDOUT)
         started.append(proc)
         base = f"http://127.0.0.1:{port}"
-        _wait_http(f"{base}/health", proc, 60)
+        _wait_http(base + ready, proc, 60)
         yield Served(base, log_path, proc, stub_url,
                      secrets=(SECRET, PREVIOUS_SECRET, DB_PASSWORD, REDIS_PASSWORD))
     finally:

@@ -29,9 +29,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from authz_service.app import create_app
 from authz_service.config import Config
 from authz_service.openapi import load_document
+from devenv import procs
 
 from .conftest import PREVIOUS_SECRET, SECRET, Env, make_token
-from .served import Served, served
+from .served import DB_PASSWORD, Served, served
 
 pytestmark = [pytest.mark.servers, pytest.mark.xdist_group("attacks")]
 
@@ -472,6 +473,29 @@ async def test_a_half_sent_request_is_closed_after_the_idle_timeout(config: Conf
 
 
 # ---- secrets ----------------------------------------------------------------------------
+
+async def test_no_secret_in_what_a_dependency_failure_logs_and_answers(
+        devenv: Env, migrated_database: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Where a secret would most likely leak: the database and Redis unreachable (closed
+    ports, passwords still configured), so every request logs a connection failure."""
+    closed = procs.free_port()
+    database = f"postgresql://postgres:{DB_PASSWORD}@127.0.0.1:{closed}/nowhere?pool_timeout=2"
+    folder = tmp_path_factory.mktemp("attacks-down")
+    with served(devenv, migrated_database, folder, ready="/health/live",
+                extra={"DATABASE_URL": database, "REDIS_PORT": str(closed)}) as down:
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+            client = Client(down, http)
+            for path in ("/health", "/health/ready", API, f"{API}/{MISSING}",
+                         f"{API}/check?userId=u&roleType=COMMUNITY&regionCode=440106"):
+                answer = await client.request("GET", path, token=ADMIN_TOKEN)
+                assert answer.status == 503, (path, answer.body)
+            answer = await client.request("POST", API, token=ADMIN_TOKEN, json={
+                "userId": "down-user", "roleType": "COMMUNITY", "regionCode": "440106"})
+            assert answer.status == 503
+            assert answer.error_code() == "dependency_unavailable"
+        assert "database unavailable" in down.log()
+        assert down.leaked() == []
+
 
 def test_no_secret_reached_a_log_or_a_response(service: Served) -> None:
     """Runs last in this module: the process's whole log and every body these attacks got
