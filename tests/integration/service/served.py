@@ -118,6 +118,10 @@ def served(devenv: Env, database_url: str, folder: Path,
                "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_port),
                "REDIS_PASSWORD": REDIS_PASSWORD, "WEB_CONCURRENCY": "1",
                "REFERRAL_SERVICE_URL": stub_url, "STATISTICS_SERVICE_URL": stub_url,
+               # topics of its own (the broker creates them): thousands of generated
+               # events must not reach anyone else's consumer
+               "KAFKA_EVENTS_TOPIC": f"attacks-events-{folder.name}-{port}",
+               "KAFKA_IDENTITY_TOPIC": f"attacks-identity-{folder.name}-{port}",
                **(extra or {})}
         log_path = folder / "service.log"
         with log_path.open("wb") as log_file:
