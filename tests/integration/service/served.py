@@ -135,3 +135,16 @@ def served(devenv: Env, database_url: str, folder: Path,
     finally:
         for proc in reversed(started):
             _stop(proc)
+
+
+def no_secret_left(service: Served) -> None:
+    """After the process stopped: its whole log and every body the module's requests got
+    hold none of the configured secrets, and no request ended in a 500. Checked when the
+    module's fixture ends, so whatever order (or worker) ran the tests, all are covered;
+    a failure here shows as an error of the module's last test."""
+    assert service.bodies, "no request reached the service"
+    assert service.leaked() == []
+    log = service.log()
+    assert "unhandled error" not in log
+    assert '"status": 500' not in log
+    assert "Traceback" not in log
