@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import orjson
@@ -47,8 +46,10 @@ async def _body(request: web.Request, operation_id: str) -> Any:
             raise InvalidInput("request body is required")
         return None
     try:
-        payload = json.loads(raw)  # stdlib: its errors are the 400s the tests pin down
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        # orjson is strict where JSON is: it refuses NaN/Infinity, a lone surrogate (which
+        # PostgreSQL could not store: a 500 later), a BOM and nesting past 1024 levels.
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         raise InvalidInput("request body is not valid JSON") from None
     return operation.body(payload)
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import uvloop
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from authz_service import api, cache, consumer, health, logs, store
 from authz_service.auth import Verifier
@@ -38,6 +39,11 @@ from authz_service.middleware import context, errors
 from authz_service.openapi import OpenApi, load_document
 
 log = logging.getLogger(__name__)
+# aiohttp closes a connection idle this long, and also one whose request has not fully
+# arrived this long after it connected (the timer is not restarted by a trickle of header
+# bytes: slow clients are bounded). Longer than the 60 s idle timeout of the usual proxies
+# and load balancers in front, so they never reuse a connection we are closing.
+KEEPALIVE_TIMEOUT = 75.0
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -114,6 +120,21 @@ async def consumer_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+class MalformedRequests(logging.Filter):
+    """aiohttp logs every unparseable request (a 64 KiB header, a bad request line) as an
+    error with a traceback that quotes the first 100 bytes of the offending line, which may
+    be someone's `Authorization: Bearer ...`. They are the client's fault: one warning line
+    naming the kind, with none of the request's bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = "malformed HTTP request refused: %s", (type(exc).__name__,)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=request.app[METRICS].render(),
                         headers={"Content-Type": CONTENT_TYPE})
@@ -138,10 +159,12 @@ def serve(config: Config, reuse_port: bool = False) -> None:
 
     `reuse_port`: one of several worker processes sharing the port (see workers.py)."""
     logs.setup(config.log_level)
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequests())
     if len(config.jwt.secret.encode()) < 32:
         log.warning("JWT_SECRET is shorter than 32 bytes; use a longer secret")
     log.info("authorization service starting on port %d (%s)", config.port, config.node_env)
     web.run_app(create_app(config), port=config.port, shutdown_timeout=config.shutdown_timeout,
-                print=None, access_log=None, handle_signals=True, reuse_port=reuse_port or None,
+                print=None, access_log=None, handle_signals=True,
+                keepalive_timeout=KEEPALIVE_TIMEOUT, reuse_port=reuse_port or None,
                 loop=uvloop.new_event_loop())
     log.info("authorization service stopped")

@@ -5,17 +5,20 @@ The same document is served at `/openapi.json`, so what clients read is what is 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import (
     ValidationError,
     best_match,
 )
+from jsonschema.protocols import Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -25,6 +28,23 @@ DOC_URI = "urn:authz-service:openapi"
 # Valid parameter values remembered per parameter (a check's user, role and region repeat
 # across requests; a JSON Schema walk per value cost more than the rest of the check).
 VALID_MEMO = 8192
+
+
+@functools.lru_cache(maxsize=256)
+def ecma_pattern(pattern: str) -> re.Pattern[str]:
+    """`pattern` as ECMA-262 reads it: there `$` ends the string, while Python's `$` also
+    matches before a final newline, which would let "440106\\n" through "^[0-9]{6}$"."""
+    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", pattern))
+
+
+def _pattern(validator: Validator, pattern: str, instance: Any, schema: Mapping[str, Any]
+             ) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not ecma_pattern(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+SchemaValidator = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, {"pattern": _pattern})
 
 
 def load_document() -> dict[str, Any]:
@@ -63,9 +83,10 @@ class Operation:
             self._validator(body["content"]["application/json"]["schema"]) if body else None
         )
 
-    def _validator(self, schema: Mapping[str, Any]) -> Draft202012Validator:
+    def _validator(self, schema: Mapping[str, Any]) -> Validator:
         resolved = self._resolve(schema)
-        return Draft202012Validator(resolved, registry=self._registry)
+        validator: Validator = SchemaValidator(resolved, registry=self._registry)
+        return validator
 
     def _resolve(self, schema: Mapping[str, Any]) -> dict[str, Any]:
         ref = schema.get("$ref")
@@ -89,12 +110,14 @@ class Operation:
                 continue
             kind, default = self._param_types[param.name]
             raw = values.get(param.name)
-            if raw is None or raw == "":
+            if raw is None or (raw == "" and param.required):
                 if param.required:
                     raise InvalidInput(f"{param.name} is required", field=param.name)
                 if default is not None:
                     result[param.name] = default
                 continue
+            # An empty optional value (`?status=`) is a value, checked like any other: only
+            # an absent parameter means "no filter", as the document says.
             value: Any = raw
             if kind == "integer":
                 try:
@@ -152,7 +175,11 @@ def _describe(error: ValidationError) -> str:
     if error.validator == "enum":
         return "must be one of " + ", ".join(map(str, value))
     if error.validator == "pattern":
-        return "has an invalid format"
+        # A pattern that carries a rule (the region a role needs) says it in `description`.
+        schema: Any = error.schema
+        described = schema.get("description") if isinstance(schema, dict) else None
+        return f"has an invalid format: {described.strip()}" if described else (
+            "has an invalid format")
     if error.validator == "required":
         return "is required"
     if error.validator == "additionalProperties":

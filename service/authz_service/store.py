@@ -4,9 +4,6 @@ rules under concurrency, and their violations become 409s here."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from authz_service import domain
 from authz_service.config import DatabaseConfig
 from authz_service.domain import Authorization, RoleType, Status
-from authz_service.errors import Conflict, InvalidInput, NotFound
+from authz_service.errors import Conflict, NotFound
 
 COLUMNS = ("id, user_id, role_type, region_code, status, created_at, updated_at, "
            "activated_at, revoked_at, revoke_reason")
@@ -52,20 +49,6 @@ def _row(row: Sequence[Any]) -> Authorization:
         status=Status(row[4]), created_at=row[5], updated_at=row[6], activated_at=row[7],
         revoked_at=row[8], revoke_reason=row[9],
     )
-
-
-def encode_cursor(auth: Authorization) -> str:
-    raw = json.dumps([auth.created_at.isoformat(), auth.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        stamp, ident = json.loads(raw)
-        return datetime.fromisoformat(stamp), str(uuid.UUID(ident))
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        raise InvalidInput("cursor is malformed", field="cursor") from None
 
 
 @dataclass(frozen=True)
@@ -140,7 +123,7 @@ class Store:
                 clauses.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
                 params.append(str(value))
         if cursor:
-            stamp, ident = decode_cursor(cursor)
+            stamp, ident = domain.decode_cursor(cursor)
             clauses.append(sql.SQL("(created_at, id) > (%s, %s)"))
             params.extend([stamp, ident])
         where = sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("TRUE")
@@ -152,7 +135,7 @@ class Store:
             cur = await conn.execute(query, params)
             rows = await cur.fetchall()
         items = [_row(r) for r in rows[:limit]]
-        next_cursor = encode_cursor(items[-1]) if len(rows) > limit else None
+        next_cursor = domain.encode_cursor(items[-1]) if len(rows) > limit else None
         return items, next_cursor
 
     async def transition(self, auth_id: str,

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authz_service import auth
 from authz_service.config import JwtConfig
@@ -29,6 +33,33 @@ def unsigned(claims: dict[str, object]) -> str:
     def part(data: dict[str, object]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _signed(header: dict[str, object], claims: dict[str, object], key: bytes = SECRET.encode()
+            ) -> str:
+    """HS256 over a header and claims PyJWT would refuse to write (Infinity, odd algs)."""
+    signing = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+    return f"{signing}.{_b64(hmac.new(key, signing.encode(), hashlib.sha256).digest())}"
+
+
+def _rsa() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _hs256_keyed_with_a_public_key() -> str:
+    """The HS/RS confusion: an RSA public key (public by definition) as the HMAC secret."""
+    pem = _rsa().public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return _signed({"alg": "HS256", "typ": "JWT"}, valid_claims(), pem)
+
+
+def _tampered() -> str:
+    header, _, signature = token(valid_claims()).split(".")
+    return f"{header}.{_b64(json.dumps(valid_claims(roles=['admin'])).encode())}.{signature}"
 
 
 def test_valid_token_gives_principal_with_roles() -> None:
@@ -57,6 +88,16 @@ def test_previous_secret_is_not_accepted_when_not_configured() -> None:
     (lambda: token(valid_claims(sub="")), "subject"),
     (lambda: token(valid_claims(roles=[1])), "roles"),
     (lambda: "not.a.jwt", "malformed"),
+    (lambda: jwt.encode(valid_claims(), _rsa(), algorithm="RS256"), "algorithm"),
+    (lambda: _hs256_keyed_with_a_public_key(), "signature"),
+    (lambda: _tampered(), "signature"),
+    (lambda: token(valid_claims(iat=int(time.time()) + 600)), "not yet valid"),
+    (lambda: token(valid_claims(sub=42)), "invalid token"),
+    (lambda: token(valid_claims(roles={"admin": True})), "roles"),
+    (lambda: _signed({"alg": "HS256"}, valid_claims(exp="tomorrow")), "invalid token"),
+    (lambda: _signed({"alg": "HS256"}, valid_claims(exp=float("inf"))), "invalid token"),
+    (lambda: _signed({"alg": "hs256"}, valid_claims()), "algorithm"),
+    (lambda: _signed({"alg": "None"}, valid_claims()), "algorithm"),
 ])
 def test_rejections(make: object, message: str) -> None:
     with pytest.raises(Unauthorized, match=message):
