@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -30,3 +32,5 @@ STATISTICS = web.AppKey("statistics", Statistics)
 RELAY = web.AppKey("relay", Relay)
 AUTHORIZATIONS = web.AppKey("authorizations", Authorizations)
 VERIFIER = web.AppKey("verifier", Verifier)
+# Set on SIGTERM: readiness answers 503 while the service serves on (config.shutdown_grace).
+DRAINING = web.AppKey("draining", asyncio.Event)

@@ -11,7 +11,8 @@ from aiohttp.typedefs import Handler
 from psycopg_pool import PoolTimeout
 
 from authz_service import logs
-from authz_service.errors import AppError, DependencyUnavailable
+from authz_service.deadline import Expired, within
+from authz_service.errors import AppError, DeadlineExceeded, DependencyUnavailable
 from authz_service.keys import CONFIG, METRICS
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             log.warning("dependency unavailable: %s", exc.message,
                         extra={"dependency": exc.dependency})
         return error_response(exc.status, exc.code, exc.message, exc.field, headers)
-    except (psycopg.OperationalError, PoolTimeout) as exc:
+    except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+        # OperationalError covers a lost connection and statement_timeout (QueryCanceled);
+        # InterfaceError a connection closed under us after a cancelled query.
         log.warning("database unavailable: %s", exc, extra={"dependency": "database"})
         return error_response(503, "dependency_unavailable", "database is unavailable",
                               headers={"Retry-After": "5"})
@@ -57,6 +60,17 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception:
         log.exception("unhandled error")
         return error_response(500, "internal", "internal server error")
+
+
+@web.middleware
+async def deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request answers within `request_timeout` seconds, whatever hangs below it
+    (`deadline.within` does not wait for a hung dependency to notice the cancellation)."""
+    seconds = request.app[CONFIG].request_timeout
+    try:
+        return await within(handler(request), seconds)
+    except Expired:
+        raise DeadlineExceeded(seconds) from None
 
 
 @web.middleware

@@ -8,13 +8,14 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -35,10 +36,34 @@ _CONSTRAINT_MESSAGES = {
 }
 
 
+# While the server is unreachable the pool retries a connection 1 s, then 2 s, 4 s... apart;
+# giving up after 5 s (and starting afresh at the next request) keeps that wait short, so
+# the first requests after the database is back find it.
+RECONNECT_TIMEOUT = 5.0
+
+
+def connection_kwargs(config: DatabaseConfig) -> dict[str, Any]:
+    """libpq parameters on top of the URL's: the statement timeout (added to any `options`
+    the URL has), a connect timeout unless the URL sets one, and TCP keepalives so a
+    connection to a vanished host is noticed. A hung server (stopped process, kernel still
+    answering TCP) is noticed by none of these: the request deadline covers that."""
+    given = conninfo_to_dict(config.conninfo)
+    options = f"-c statement_timeout={config.statement_timeout_ms}"
+    kwargs: dict[str, Any] = {
+        "options": f"{given['options']} {options}" if given.get("options") else options,
+        "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+        "keepalives_count": 3, "tcp_user_timeout": 15_000,
+    }
+    if "connect_timeout" not in given:
+        kwargs["connect_timeout"] = config.connect_timeout
+    return kwargs
+
+
 def create_pool(config: DatabaseConfig) -> AsyncConnectionPool:
     return AsyncConnectionPool(
         config.conninfo, min_size=1, max_size=config.pool_max, timeout=config.pool_timeout,
-        open=False, kwargs={"connect_timeout": 5}, name="authz",
+        open=False, kwargs=connection_kwargs(config), name="authz",
+        reconnect_timeout=RECONNECT_TIMEOUT,
     )
 
 
@@ -157,8 +182,13 @@ class Store:
 
     async def transition(self, auth_id: str,
                          change: Callable[[Authorization, datetime], Authorization],
-                         event_type: str) -> Authorization:
-        """Lock the row, apply a pure domain transition, write it and its event."""
+                         event_type: str,
+                         before_write: Callable[[Authorization], Awaitable[None]] | None = None,
+                         ) -> Authorization:
+        """Lock the row, apply a pure domain transition, write it and its event.
+
+        `before_write` runs once the transition is known to be allowed, before anything is
+        written; if it raises, the transaction rolls back and nothing changes."""
         stamp = now()
         try:
             async with self.pool.connection() as conn, conn.transaction():
@@ -171,6 +201,8 @@ class Store:
                     raise NotFound(f"authorization {auth_id} not found")
                 current = _row(row)
                 updated = change(current, stamp)
+                if before_write is not None:
+                    await before_write(updated)
                 await self._write(conn, updated)
                 await insert_event(conn, event_type, updated, stamp)
         except UniqueViolation as exc:
