@@ -20,6 +20,7 @@ from authz_service.app import create_app
 from authz_service.config import Config, load_config
 from authz_service.migrate import Migrator, discover, migrations_dir
 from devenv import stubs
+from tests.support.private import PrivatePostgres, PrivateRedis
 
 pytestmark = pytest.mark.servers
 
@@ -155,3 +156,25 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0,
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A started PostgreSQL cluster of this test's own, which it may kill or freeze."""
+    server = PrivatePostgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A started redis-server of this test's own, which it may kill or freeze."""
+    server = PrivateRedis()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
