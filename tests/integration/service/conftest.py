@@ -20,6 +20,7 @@ from authz_service.app import create_app
 from authz_service.config import Config, load_config
 from authz_service.migrate import Migrator, discover, migrations_dir
 from devenv import stubs
+from devenv.procs import free_port
 from tests.support.private import PrivatePostgres, PrivateRedis
 
 pytestmark = pytest.mark.servers
@@ -156,6 +157,15 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0,
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+def fault_config(database: PrivatePostgres, redis: PrivateRedis) -> Config:
+    """The defaults a deployment gets (no pool_timeout in the URL) on private servers only;
+    relay and consumer off, so Kafka is never contacted (its address is a closed port)."""
+    env = {"DATABASE_URL": database.url, "REDIS_HOST": "127.0.0.1",
+           "REDIS_PORT": str(redis.port), "KAFKA_BROKERS": f"127.0.0.1:{free_port()}",
+           "JWT_SECRET": SECRET, "LOG_LEVEL": "debug", "NODE_ENV": "test"}
+    return replace(load_config(env), relay_enabled=False, consumer_enabled=False)
 
 
 @pytest.fixture

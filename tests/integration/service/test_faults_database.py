@@ -9,17 +9,14 @@ import asyncio
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from authz_service.config import Config, load_config
-from devenv.procs import free_port
 from tests.support.private import PrivatePostgres, PrivateRedis
 
-from .conftest import ADMIN, SECRET, ClientFactory, eventually, migrate_up
+from .conftest import ADMIN, ClientFactory, eventually, fault_config, migrate_up
 
 pytestmark = pytest.mark.servers
 API = "/api/v1/authorizations"
@@ -31,15 +28,6 @@ def database(private_postgres: PrivatePostgres) -> Iterator[PrivatePostgres]:
     migrate_up(private_postgres.url)
     yield private_postgres
     private_postgres.thaw()  # a failed test must not leave the cluster stopped
-
-
-def fault_config(database: PrivatePostgres, redis: PrivateRedis) -> Config:
-    """The defaults a deployment gets (no pool_timeout in the URL) on private servers only;
-    relay and consumer off, so Kafka is never contacted (its address is a closed port)."""
-    env = {"DATABASE_URL": database.url, "REDIS_HOST": "127.0.0.1",
-           "REDIS_PORT": str(redis.port), "KAFKA_BROKERS": f"127.0.0.1:{free_port()}",
-           "JWT_SECRET": SECRET, "LOG_LEVEL": "debug", "NODE_ENV": "test"}
-    return replace(load_config(env), relay_enabled=False, consumer_enabled=False)
 
 
 def create_body(region: str = "440106") -> dict[str, str]:
