@@ -159,13 +159,20 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0,
         await asyncio.sleep(0.05)
 
 
+def fault_env(database: PrivatePostgres, redis: PrivateRedis, kafka: str | None = None
+              ) -> dict[str, str]:
+    """The variables a deployment sets (the defaults otherwise: no pool_timeout in the URL)
+    for private servers; without `kafka`, a closed port (for tests that never publish)."""
+    return {"DATABASE_URL": database.url, "REDIS_HOST": "127.0.0.1",
+            "REDIS_PORT": str(redis.port), "KAFKA_BROKERS": kafka or f"127.0.0.1:{free_port()}",
+            "KAFKA_CONSUMER_GROUP": f"authz-test-{secrets.token_hex(4)}",
+            "JWT_SECRET": SECRET, "LOG_LEVEL": "debug", "NODE_ENV": "test"}
+
+
 def fault_config(database: PrivatePostgres, redis: PrivateRedis) -> Config:
-    """The defaults a deployment gets (no pool_timeout in the URL) on private servers only;
-    relay and consumer off, so Kafka is never contacted (its address is a closed port)."""
-    env = {"DATABASE_URL": database.url, "REDIS_HOST": "127.0.0.1",
-           "REDIS_PORT": str(redis.port), "KAFKA_BROKERS": f"127.0.0.1:{free_port()}",
-           "JWT_SECRET": SECRET, "LOG_LEVEL": "debug", "NODE_ENV": "test"}
-    return replace(load_config(env), relay_enabled=False, consumer_enabled=False)
+    """`fault_env` as a config with the relay and consumer off: Kafka is never contacted."""
+    return replace(load_config(fault_env(database, redis)), relay_enabled=False,
+                   consumer_enabled=False)
 
 
 @pytest.fixture
