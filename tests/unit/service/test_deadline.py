@@ -1,0 +1,51 @@
+"""`deadline.within`: the answer in bounded time, even when the work is slow to notice its
+cancellation (as psycopg is when the server is hung)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from authz_service import deadline
+
+
+async def test_returns_the_result_in_time() -> None:
+    async def work() -> str:
+        await asyncio.sleep(0)
+        return "done"
+
+    assert await deadline.within(work(), 1.0) == "done"
+
+
+async def test_gives_up_at_the_deadline_without_waiting_for_a_slow_cancellation() -> None:
+    unwound = asyncio.Event()
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:  # like psycopg: cleanup that takes long after the cancellation
+            await asyncio.shield(asyncio.sleep(0.5))
+            unwound.set()
+
+    started = time.monotonic()
+    with pytest.raises(deadline.Expired):
+        await deadline.within(stubborn(), 0.05)
+    assert time.monotonic() - started < 0.3
+    assert deadline.abandoned() == 1
+    await asyncio.wait_for(unwound.wait(), 5)  # it still finishes, in the background
+    for _ in range(100):  # its done-callback runs a loop turn or two later
+        if deadline.abandoned() == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert deadline.abandoned() == 0
+
+
+async def test_an_error_of_the_work_is_not_a_deadline() -> None:
+    async def fails() -> None:
+        raise TimeoutError("the work's own timeout")
+
+    with pytest.raises(TimeoutError) as caught:
+        await deadline.within(fails(), 1.0)
+    assert not isinstance(caught.value, deadline.Expired)
