@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # The loop keeps only weak references to tasks: the abandoned ones are held here until done.
-_ABANDONED: set[asyncio.Task[Any]] = set()
+_ABANDONED: set[asyncio.Future[Any]] = set()
 
 
 class Expired(TimeoutError):
@@ -27,27 +27,41 @@ class Expired(TimeoutError):
 
 
 async def within(work: Awaitable[T], seconds: float) -> T:
-    """Run `work` for at most `seconds`; `Expired` after that (the work is cancelled
-    and not waited for). Cancelling the caller cancels the work the same way."""
+    """Run `work` for at most `seconds`; `Expired` after that (the work is cancelled and
+    not waited for). Cancelling the caller cancels the work the same way. (Written out
+    rather than `asyncio.wait`, which costs about ten times as much per call: this runs
+    around every request.)"""
+    loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(work)  # runs in a copy of the caller's context (log scope)
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    task.add_done_callback(wake)
+    timer = loop.call_later(seconds, wake)
     try:
-        done, _ = await asyncio.wait({task}, timeout=seconds)
+        await waiter
     except asyncio.CancelledError:
-        _abandon(task)
+        _abandon(task, wake)
         raise
-    if not done:
-        _abandon(task)
+    finally:
+        timer.cancel()
+    if not task.done():
+        _abandon(task, wake)
         raise Expired(f"not finished within {seconds:g} s")
     return task.result()
 
 
-def _abandon(task: asyncio.Task[Any]) -> None:
+def _abandon(task: asyncio.Future[Any], wake: Callable[[Any], None]) -> None:
+    task.remove_done_callback(wake)
     task.cancel()
     _ABANDONED.add(task)
     task.add_done_callback(_forget)
 
 
-def _forget(task: asyncio.Task[Any]) -> None:
+def _forget(task: asyncio.Future[Any]) -> None:
     _ABANDONED.discard(task)
     if not task.cancelled() and task.exception() is not None:
         # Nobody waits for this answer any more; say what happened at debug level only.
