@@ -51,7 +51,7 @@ MEMORY_ENTRIES = 100_000  # answers kept per process (~200 bytes each)
 BUSY_TTL = 30
 # After Redis failed, checks go straight to the database for this long instead of each
 # waiting for its own timeout (a hung Redis would otherwise add its timeout to every check).
-PAUSE_AFTER_FAILURE = 1.0
+PAUSE_AFTER_FAILURE = 3.0
 Stamp = tuple[str | None, str]  # (epoch, generation) an answer is cached under
 
 
