@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,13 +37,13 @@ def read_all(brokers: str, topic: str, timeout: float = 30.0) -> list[dict[str, 
         _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout)
         consumer.assign([TopicPartition(topic, 0, 0)])
         found: list[dict[str, Any]] = []
-        for _ in range(int(timeout * 10)):  # 0.1 s polls, bounded
-            if len(found) >= high:
-                break
-            msg = consumer.poll(0.1)
-            if msg is None or msg.error():
-                continue
-            found.append(json.loads(msg.value()))
+        deadline = time.monotonic() + timeout
+        while len(found) < high and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=1000, timeout=0.5):
+                if not msg.error():
+                    found.append(json.loads(msg.value()))
+        if len(found) < high:  # a slow reader must not pass for lost events
+            raise TimeoutError(f"read {len(found)} of {high} messages of {topic}")
         return found
     finally:
         consumer.close()
