@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import psycopg
 import pytest
 
 from devenv.procs import free_port
@@ -109,10 +110,23 @@ async def test_sigterm_under_load_answers_every_request_and_loses_no_event(
                 return len(load.created) >= 100
 
             await eventually(busy, within=30, what="100 creates under load")
-            proc.send_signal(signal.SIGTERM)
-            load.signalled = True
-            at_signal = load.in_flight
-            load.stop.set()  # a load balancer sends nothing new once the pod is going
+            # Creates held in the server at the signal: their outbox insert waits for
+            # this lock, which is let go only after the SIGTERM.
+            async with await psycopg.AsyncConnection.connect(private_postgres.url) as lock:
+                await lock.execute("LOCK TABLE outbox IN SHARE MODE")
+
+                async def held() -> bool:
+                    return await waiting_inserts(private_postgres.url) >= 2
+
+                await eventually(held, within=5, what="creates waiting in the server")
+                proc.send_signal(signal.SIGTERM)
+                load.signalled = True
+                at_signal = load.in_flight
+                load.stop.set()  # a load balancer sends nothing new once the pod is going
+                # Held past the grace, until the service stops accepting: what was in
+                # flight must still finish then.
+                await eventually(lambda: refuses_new(base), within=10,
+                                 what="the service to stop accepting")
             await asyncio.gather(*clients)
         code = await asyncio.to_thread(proc.wait, 30)
     finally:
@@ -121,8 +135,9 @@ async def test_sigterm_under_load_answers_every_request_and_loses_no_event(
             proc.wait(10)
     assert load.errors == [], load.errors[:5]
     assert {status for _, status in load.answers} <= {200, 201, 503}
-    assert at_signal > 0, "no request was in flight at the signal"
+    assert at_signal >= 2, "no request was in flight at the signal"
     assert load.finished_after_signal >= at_signal
+    assert sum(status == 201 for _, status in load.answers) == len(load.created)
     assert code == 0, log.read_text()[-2000:]
 
     if await asyncio.to_thread(events.pending, private_postgres.url):
@@ -135,6 +150,23 @@ async def test_sigterm_under_load_answers_every_request_and_loses_no_event(
     assert result.created == len(load.created)
     assert result.lost == ()
     assert result.mismatched == ()
+
+
+async def refuses_new(base: str) -> bool:
+    try:
+        async with aiohttp.ClientSession() as other, other.get(f"{base}/health/live"):
+            return False
+    except aiohttp.ClientConnectionError:
+        return True
+
+
+async def waiting_inserts(url: str) -> int:
+    """Transactions waiting for a lock on the outbox table."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cur = await conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted "
+                                 "AND relation = 'outbox'::regclass")
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def restart_until_drained(env: dict[str, str], log: Path, base: str, url: str) -> None:
