@@ -17,12 +17,13 @@ from authz_service.auth import Verifier
 from authz_service.authorizations import Authorizations
 from authz_service.clients import create_clients
 from authz_service.config import Config
-from authz_service.deadline import Expired, within
+from authz_service.deadline import Expired, Reaper, within
 from authz_service.events import Relay
 from authz_service.keys import (
     AUTHORIZATIONS,
     CACHE,
     CONFIG,
+    DEADLINES,
     DRAINING,
     HTTP,
     METRICS,
@@ -139,6 +140,7 @@ def create_app(config: Config) -> web.Application:
                           client_max_size=config.body_limit)
     app[CONFIG] = config
     app[DRAINING] = asyncio.Event()
+    app[DEADLINES] = Reaper()
     app[METRICS] = create_metrics()
     app[OPENAPI] = OpenApi(load_document())
     app[VERIFIER] = Verifier(config.jwt)

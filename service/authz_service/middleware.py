@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -11,9 +12,8 @@ from aiohttp.typedefs import Handler
 from psycopg_pool import PoolTimeout
 
 from authz_service import logs
-from authz_service.deadline import Expired, within
 from authz_service.errors import AppError, DeadlineExceeded, DependencyUnavailable
-from authz_service.keys import CONFIG, METRICS
+from authz_service.keys import CONFIG, DEADLINES, METRICS
 
 log = logging.getLogger(__name__)
 access = logging.getLogger("authz_service.access")
@@ -64,13 +64,24 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every request answers within `request_timeout` seconds, whatever hangs below it
-    (`deadline.within` does not wait for a hung dependency to notice the cancellation)."""
+    """Every request answers within `request_timeout` seconds (+ the reaper's tick),
+    whatever hangs below it: the database work it waits for is detached
+    (`deadline.detach`), so the cancellation ends the handler at once."""
     seconds = request.app[CONFIG].request_timeout
+    reaper = request.app[DEADLINES]
+    task = asyncio.current_task()
+    assert task is not None  # aiohttp runs handlers in tasks
+    reaper.watch(task, seconds)
     try:
-        return await within(handler(request), seconds)
-    except Expired:
-        raise DeadlineExceeded(seconds) from None
+        return await handler(request)
+    except asyncio.CancelledError:
+        if reaper.forget(task):
+            task.uncancel()
+            raise DeadlineExceeded(seconds) from None
+        raise
+    finally:
+        if reaper.forget(task):  # cancelled, but the handler finished all the same
+            task.uncancel()
 
 
 @web.middleware

@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from authz_service import domain
 from authz_service.config import DatabaseConfig
+from authz_service.deadline import detach
 from authz_service.domain import Authorization, RoleType, Status
 from authz_service.errors import Conflict, InvalidInput, NotFound
 
@@ -123,6 +124,7 @@ class Store:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
+    @detach
     async def create(self, user_id: str, role_type: RoleType, region_code: str
                      ) -> Authorization:
         domain.validate_region(role_type, region_code)
@@ -143,6 +145,7 @@ class Store:
             raise _conflict(exc, auth) from None
         return auth
 
+    @detach
     async def get(self, auth_id: str) -> Authorization:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
@@ -154,6 +157,7 @@ class Store:
             raise NotFound(f"authorization {auth_id} not found")
         return _row(row)
 
+    @detach
     async def page(self, filters: Filters, limit: int, cursor: str | None
                    ) -> tuple[list[Authorization], str | None]:
         clauses: list[sql.Composable] = []
@@ -180,6 +184,7 @@ class Store:
         next_cursor = encode_cursor(items[-1]) if len(rows) > limit else None
         return items, next_cursor
 
+    @detach
     async def transition(self, auth_id: str,
                          change: Callable[[Authorization, datetime], Authorization],
                          event_type: str,
@@ -217,6 +222,7 @@ class Store:
              auth.revoke_reason, auth.id),
         )
 
+    @detach
     async def active_ids(self, keys: Sequence[tuple[str, str, str]]) -> list[str | None]:
         """For each (user, role type, region): the id of its ACTIVE grant, or None. One
         query for all (the checks of one event-loop turn that missed the cache)."""
@@ -232,6 +238,7 @@ class Store:
             rows = await cur.fetchall()
         return [None if ident is None else str(ident) for _, ident in rows]
 
+    @detach
     async def revoke_user(self, user_id: str, event_id: str, event_type: str, reason: str
                           ) -> list[Authorization] | None:
         """Revoke every non-revoked grant of a user, once per consumed event id.
@@ -257,6 +264,7 @@ class Store:
                 await insert_event(conn, domain.EVENT_REVOKED, auth, stamp)
         return revoked
 
+    @detach
     async def ping(self) -> None:
         async with self.pool.connection(timeout=min(2.0, self.pool.timeout)) as conn:
             await conn.execute("SELECT 1")
