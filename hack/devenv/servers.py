@@ -186,8 +186,7 @@ def start_broker(base: Path, name: str, port: int, controller: int, pods: bool =
     log4j.write_text(KAFKA_LOG4J)
     java = _java_cmd(libs, log4j)
     if not (base / "data" / "meta.properties").exists():
-        # KRaft wants a 22-character URL-safe base64 UUID, not a dashed one.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         procs.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id,
                    "-c", str(props), "--ignore-formatted"])
     pid = procs.spawn(name, [*java, "kafka.Kafka", str(props)], base.parent)
@@ -196,6 +195,16 @@ def start_broker(base: Path, name: str, port: int, controller: int, pods: bool =
     procs.wait_until(f"{name} port", lambda: procs.port_open(port, host), 90, pid, log)
     procs.wait_until(name, lambda: kafka_ready(f"{host}:{port}"), 60, pid, log)
     return pid
+
+
+def new_cluster_id() -> str:
+    """KRaft wants a 22-character URL-safe base64 UUID, not a dashed one; and not one that
+    starts with `-`, which the storage tool would read as an option (1 in 64 did)."""
+    for _ in range(100):
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+    raise RuntimeError("no usable cluster id in 100 tries")
 
 
 def kafka_ready(brokers: str) -> bool:
