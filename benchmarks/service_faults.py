@@ -163,6 +163,7 @@ def main() -> None:
     args = parser.parse_args()
     # The relay's warnings while the broker is down are expected: only errors show.
     logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("authz_service.kafka").setLevel(logging.CRITICAL)  # librdkafka's own
     asyncio.run(run(args.outage, args.creates))
 
 
