@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import logging
 import secrets
+import shutil
 import statistics
 import sys
 import time
@@ -56,6 +57,12 @@ class Broker:
     def stop(self) -> None:
         procs.stop(self.pid, timeout=20)
         self.pid = None
+
+    def remove(self) -> None:
+        """Its data, pid file and log (spawn keeps those beside the folder)."""
+        shutil.rmtree(self.base, ignore_errors=True)
+        for suffix in (".log", ".pid"):
+            self.base.with_name(self.base.name + suffix).unlink(missing_ok=True)
 
 
 async def create_many(http: aiohttp.ClientSession, base: str, count: int, width: int = 10
@@ -112,6 +119,7 @@ async def run(outage: float, creates: int) -> None:
         await measure(pg, redis, broker, topic, outage, creates)
     finally:
         await asyncio.to_thread(broker.stop)
+        broker.remove()
         await asyncio.to_thread(redis.close)
         await asyncio.to_thread(pg.close)
 
