@@ -123,6 +123,12 @@ async def test_sigterm_under_load_answers_every_request_and_loses_no_event(
                 load.signalled = True
                 at_signal = load.in_flight
                 load.stop.set()  # a load balancer sends nothing new once the pod is going
+
+                async def draining() -> bool:  # readiness says so within the grace
+                    async with http.get(f"{base}/health/ready") as resp:
+                        return resp.status == 503 and "service" in (await resp.json())["error"]
+
+                await eventually(draining, within=1, what="readiness to say 503")
                 # Held past the grace, until the service stops accepting: what was in
                 # flight must still finish then.
                 await eventually(lambda: refuses_new(base), within=10,
