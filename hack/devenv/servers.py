@@ -26,10 +26,8 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return argv
 
 
-def start_postgres(state: State) -> None:
-    if procs.alive(state.pids.get("postgres")):
-        return
-    base = paths.RUN / "postgres"
+def init_cluster(base: Path) -> Path:
+    """`base/data`, a PostgreSQL cluster owned by the postgres user (made once)."""
     data = base / "data"
     if os.geteuid() == 0:
         procs.run(["install", "-d", "-o", PG_USER, "-g", PG_USER, str(base)])
@@ -38,20 +36,39 @@ def start_postgres(state: State) -> None:
     if not (data / "PG_VERSION").exists():
         procs.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
                                 "-A", "trust", "-E", "UTF8", "--no-locale"]))
+    return data
+
+
+def start_cluster(base: Path, port: int, listen: str, log: Path) -> int:
+    """Start the cluster in `base` (socket there too) on `port`; returns the postmaster's
+    pid once it accepts connections. Tests start private clusters with this."""
+    data = base / "data"
+    opts = (f"-p {port} -k {base} -c listen_addresses={listen} -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
+    if os.geteuid() == 0:
+        procs.run(["install", "-o", PG_USER, "-g", PG_USER, "/dev/null", str(log)])
+    procs.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w",
+                            "-t", "60", "-o", opts, "start"]))
+    return int((data / "postmaster.pid").read_text().split()[0])
+
+
+def stop_cluster(base: Path, mode: str = "fast") -> None:
+    subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(base / "data"), "-m", mode,
+                                 "-w", "stop"]), capture_output=True, check=False)
+
+
+def start_postgres(state: State) -> None:
+    if procs.alive(state.pids.get("postgres")):
+        return
+    base = paths.RUN / "postgres"
+    data = init_cluster(base)
     port = procs.sticky_port(state.ports, "postgres")
     hba = data / "pg_hba.conf"
     pods = f"host all all {netns.POD_CIDR} trust"
     if pods not in hba.read_text():   # pods of the real node connect from the pod network
         with hba.open("a") as f:
             f.write(f"{pods}\n")
-    opts = (f"-p {port} -k {base} -c listen_addresses=127.0.0.1,{netns.NODE_IP} -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
-    log = paths.RUN / "postgres.log"
-    if os.geteuid() == 0:
-        procs.run(["install", "-o", PG_USER, "-g", PG_USER, "/dev/null", str(log)])
-    procs.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w",
-                            "-t", "60", "-o", opts, "start"]))
-    pid = int((data / "postmaster.pid").read_text().split()[0])
+    pid = start_cluster(base, port, f"127.0.0.1,{netns.NODE_IP}", paths.RUN / "postgres.log")
     state.pids["postgres"] = pid
     state.ports["postgres"] = port
     # The node's IP: the same URL works for the tests and for pods.
@@ -60,12 +77,18 @@ def start_postgres(state: State) -> None:
 
 
 def stop_postgres(state: State) -> None:
-    data = paths.RUN / "postgres" / "data"
     if procs.alive(state.pids.get("postgres")):
-        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast",
-                                     "-w", "stop"]), capture_output=True, check=False)
+        stop_cluster(paths.RUN / "postgres")
         procs.stop(state.pids.get("postgres"))
     state.pids.pop("postgres", None)
+
+
+def redis_argv(port: int, binds: list[str], folder: Path) -> list[str]:
+    """A redis-server without persistence (tests start private ones with this)."""
+    return [shutil.which("redis-server") or "redis-server", "--port", str(port),
+            "--bind", *binds,
+            # no password on a dev server reachable from pods only
+            "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", str(folder)]
 
 
 def start_redis(state: State) -> None:
@@ -73,12 +96,8 @@ def start_redis(state: State) -> None:
         return
     port = procs.sticky_port(state.ports, "redis")
     state.ports["redis"] = port
-    procs.start(state, "redis", [shutil.which("redis-server") or "redis-server",
-                                "--port", str(port), "--bind", "127.0.0.1", netns.NODE_IP,
-                                # no password on a dev server reachable from pods only
-                                "--protected-mode", "no", "--save", "",
-                                "--appendonly", "no", "--dir", str(paths.RUN)], paths.RUN,
-                ready=lambda: procs.port_open(port))
+    procs.start(state, "redis", redis_argv(port, ["127.0.0.1", netns.NODE_IP], paths.RUN),
+                paths.RUN, ready=lambda: procs.port_open(port))
     state.redis_url = f"redis://{netns.NODE_IP}:{port}/0"
     state.save()
 
@@ -167,8 +186,7 @@ def start_broker(base: Path, name: str, port: int, controller: int, pods: bool =
     log4j.write_text(KAFKA_LOG4J)
     java = _java_cmd(libs, log4j)
     if not (base / "data" / "meta.properties").exists():
-        # KRaft wants a 22-character URL-safe base64 UUID, not a dashed one.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         procs.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id,
                    "-c", str(props), "--ignore-formatted"])
     pid = procs.spawn(name, [*java, "kafka.Kafka", str(props)], base.parent)
@@ -177,6 +195,16 @@ def start_broker(base: Path, name: str, port: int, controller: int, pods: bool =
     procs.wait_until(f"{name} port", lambda: procs.port_open(port, host), 90, pid, log)
     procs.wait_until(name, lambda: kafka_ready(f"{host}:{port}"), 60, pid, log)
     return pid
+
+
+def new_cluster_id() -> str:
+    """KRaft wants a 22-character URL-safe base64 UUID, not a dashed one; and not one that
+    starts with `-`, which the storage tool would read as an option (1 in 64 did)."""
+    for _ in range(100):
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+    raise RuntimeError("no usable cluster id in 100 tries")
 
 
 def kafka_ready(brokers: str) -> bool:

@@ -4,8 +4,8 @@ contexts (teardown runs only for what was set up)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -18,11 +18,14 @@ from authz_service.auth import Verifier
 from authz_service.authorizations import Authorizations
 from authz_service.clients import create_clients
 from authz_service.config import Config
+from authz_service.deadline import Expired, Reaper, within
 from authz_service.events import Relay
 from authz_service.keys import (
     AUTHORIZATIONS,
     CACHE,
     CONFIG,
+    DEADLINES,
+    DRAINING,
     HTTP,
     METRICS,
     OPENAPI,
@@ -35,7 +38,7 @@ from authz_service.keys import (
     VERIFIER,
 )
 from authz_service.metrics import CONTENT_TYPE, create_metrics
-from authz_service.middleware import context, errors
+from authz_service.middleware import context, deadline, errors
 from authz_service.openapi import OpenApi, load_document
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 # bytes: slow clients are bounded). Longer than the 60 s idle timeout of the usual proxies
 # and load balancers in front, so they never reuse a connection we are closing.
 KEEPALIVE_TIMEOUT = 75.0
+SHUTDOWN_STEP = 5.0  # seconds each background task gets to stop on shutdown
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -83,13 +87,26 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(relay.run(), name="outbox-relay")
     yield
     await relay.stop()
-    await task
+    # Bounded: a pass stuck on a hung database must not hold the exit (its rows stay
+    # pending in the outbox, for the next start or another replica).
+    await _bounded(task, SHUTDOWN_STEP, "outbox relay")
     try:  # flush what the last requests wrote
-        await relay.drain(config.shutdown_timeout)
+        await within(relay.drain(config.shutdown_timeout), config.shutdown_timeout + 5)
+    except Expired:
+        log.warning("outbox drain on shutdown timed out; events stay pending")
     except Exception:
         log.exception("outbox drain on shutdown failed; events stay pending")
     finally:
         relay.close()
+
+
+async def _bounded(task: asyncio.Task[None], seconds: float, what: str) -> None:
+    try:
+        await within(task, seconds)
+    except Expired:
+        log.warning("%s did not stop within %g s; left behind", what, seconds)
+    except Exception:
+        log.exception("%s failed while stopping", what)
 
 
 async def authorizations_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -116,8 +133,7 @@ async def consumer_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(worker.run(), name="identity-consumer")
     yield
     worker.stop()
-    with contextlib.suppress(Exception):
-        await task
+    await _bounded(task, SHUTDOWN_STEP, "identity consumer")
 
 
 class MalformedRequests(logging.Filter):
@@ -141,8 +157,11 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[context, errors], client_max_size=config.body_limit)
+    app = web.Application(middlewares=[context, errors, deadline],
+                          client_max_size=config.body_limit)
     app[CONFIG] = config
+    app[DRAINING] = asyncio.Event()
+    app[DEADLINES] = Reaper()
     app[METRICS] = create_metrics()
     app[OPENAPI] = OpenApi(load_document())
     app[VERIFIER] = Verifier(config.jwt)
@@ -163,8 +182,35 @@ def serve(config: Config, reuse_port: bool = False) -> None:
     if len(config.jwt.secret.encode()) < 32:
         log.warning("JWT_SECRET is shorter than 32 bytes; use a longer secret")
     log.info("authorization service starting on port %d (%s)", config.port, config.node_env)
-    web.run_app(create_app(config), port=config.port, shutdown_timeout=config.shutdown_timeout,
-                print=None, access_log=None, handle_signals=True,
+    app = create_app(config)
+    # First, before the cleanup contexts open anything (as run_app's own handlers would).
+    app.on_startup.insert(0, _handle_signals)
+    web.run_app(app, port=config.port, shutdown_timeout=config.shutdown_timeout,
+                print=None, access_log=None, handle_signals=False,
                 keepalive_timeout=KEEPALIVE_TIMEOUT, reuse_port=reuse_port or None,
                 loop=uvloop.new_event_loop())
     log.info("authorization service stopped")
+
+
+async def _handle_signals(app: web.Application) -> None:
+    """SIGTERM/SIGINT: readiness turns 503 and the service serves on for `shutdown_grace`
+    seconds (load balancers stop sending meanwhile), then stops accepting, finishes what
+    is in flight (up to `shutdown_timeout`) and cleans up. Stopping at once instead would
+    reset connections that were accepted by the kernel but not yet by the server."""
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        if app[DRAINING].is_set():
+            return
+        app[DRAINING].set()
+        grace = app[CONFIG].shutdown_grace
+        log.info("stopping: draining for %g s, then finishing in-flight requests", grace)
+        loop.call_later(grace, _exit)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop)
+
+
+def _exit() -> None:
+    # run_app's own way out: it stops the site, waits for handlers, runs the cleanups.
+    raise web.GracefulExit

@@ -1,13 +1,15 @@
 """The use cases on authorizations, written once for the API handlers and the consumer.
 
-Each change follows the same order: change the store (row and outbox event in one
-transaction), then bump the user's check-cache generation, wake the relay, count the
+Each change follows the same order: fence the user's cached check answers, change the
+store (row and outbox event in one transaction), lift the fence, wake the relay, count the
 metric and log. Callers check permissions and parse input; nothing here knows HTTP.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from authz_service import domain, logs
@@ -37,25 +39,43 @@ class Authorizations:
         return created
 
     async def activate(self, auth_id: str) -> Authorization:
-        changed = await self.store.transition(auth_id, domain.activate, domain.EVENT_ACTIVATED)
-        await self.cache.invalidate(changed.user_id)
+        changed = await self._fenced(auth_id, domain.activate, domain.EVENT_ACTIVATED)
         self._changed(domain.EVENT_ACTIVATED, changed)
         return changed
 
     async def revoke(self, auth_id: str, reason: str) -> Authorization:
-        changed = await self.store.transition(
+        changed = await self._fenced(
             auth_id, lambda a, now: domain.revoke(a, reason, now), domain.EVENT_REVOKED)
-        await self.cache.invalidate(changed.user_id)
         self._changed(domain.EVENT_REVOKED, changed)
         return changed
 
+    async def _fenced(self, auth_id: str,
+                      change: Callable[[Authorization, datetime], Authorization],
+                      event_type: str) -> Authorization:
+        """A transition inside the check cache's fence (cache.py): no Redis, no change."""
+        fenced: list[str] = []
+
+        async def fence(updated: Authorization) -> None:
+            await self.cache.begin_change(updated.user_id)
+            fenced.append(updated.user_id)
+
+        try:
+            return await self.store.transition(auth_id, change, event_type, fence)
+        finally:
+            for user_id in fenced:
+                await self.cache.end_change(user_id)
+
     async def revoke_user(self, user_id: str, event_id: str, event_type: str, reason: str
                           ) -> list[Authorization] | None:
-        """Revoke every non-revoked grant of a user once per event id (None: a redelivery)."""
-        revoked = await self.store.revoke_user(user_id, event_id, event_type, reason)
+        """Revoke every non-revoked grant of a user once per event id (None: a redelivery).
+        Without Redis this raises and the consumer retries the event until it lands."""
+        await self.cache.begin_change(user_id)
+        try:
+            revoked = await self.store.revoke_user(user_id, event_id, event_type, reason)
+        finally:
+            await self.cache.end_change(user_id)
         if revoked is None:
             return None
-        await self.cache.invalidate(user_id)
         self.relay.notify()
         for auth in revoked:
             self.metrics.authorizations.labels(domain.EVENT_REVOKED, auth.role_type.value).inc()

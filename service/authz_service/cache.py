@@ -12,6 +12,16 @@ cached before a revoke's 200 is never served after it; the reads of all checks w
 in one turn of the event loop go out as one Lua call. The epoch is a random value stored once
 per Redis data set: when Redis restarts empty, generations start again from 0, and the
 new epoch keeps answers remembered under the old data set's numbers from matching.
+
+A change that can alter an answer (activate, revoke) is fenced: before it writes, one
+call bumps the generation and raises the user's `busy` count (with a TTL); after its
+transaction, another bumps the generation again and lowers the count. While a user is
+busy nobody caches an answer for them, so an answer read from the database before the
+commit is never stored where a check after the commit would find it, even if the second
+call never arrives (Redis gone mid-change): the count then simply expires. If the first
+call fails, the change is refused (503) and nothing is written: a revoke answered 200 has
+always fenced the cache, so no "allowed" from before it survives a Redis outage, a hung
+Redis or its recovery. Checks never need Redis: they read the database instead.
 """
 
 from __future__ import annotations
@@ -30,18 +40,26 @@ from redis.exceptions import RedisError
 
 from authz_service.batch import Batch
 from authz_service.config import RedisConfig
+from authz_service.errors import DependencyUnavailable
 
 log = logging.getLogger(__name__)
 PREFIX = "authz:v1"
 EPOCH_KEY = f"{PREFIX}:epoch"
 MEMORY_ENTRIES = 100_000  # answers kept per process (~200 bytes each)
+# Seconds a user stays busy if a change never reports its end: far longer than a change's
+# transaction may run (the request deadline), so it ends before the fence does.
+BUSY_TTL = 30
+# After Redis failed, checks go straight to the database for this long instead of each
+# waiting for its own timeout (a hung Redis would otherwise add its timeout to every check).
+PAUSE_AFTER_FAILURE = 3.0
 Stamp = tuple[str | None, str]  # (epoch, generation) an answer is cached under
 
 
 def create_client(config: RedisConfig) -> aioredis.Redis:
     return aioredis.Redis(
         host=config.host, port=config.port, password=config.password, db=config.db,
-        socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=15,
+        socket_timeout=config.timeout, socket_connect_timeout=config.timeout,
+        health_check_interval=15,
         # A cache must fail fast: one retry (a dropped pooled connection), no backoff.
         retry=Retry(NoBackoff(), 1),
     )
@@ -51,23 +69,48 @@ def _gen_key(user_id: str) -> str:
     return f"{PREFIX}:gen:{quote(user_id, safe='')}"
 
 
+def _busy_key(user_id: str) -> str:
+    return f"{PREFIX}:busy:{quote(user_id, safe='')}"
+
+
 def _check_key(user_id: str, generation: str, role_type: str, region_code: str) -> str:
     return f"{PREFIX}:check:{quote(user_id, safe='')}:{generation}:{role_type}:{region_code}"
 
 
 # One round trip per turn of the event loop for every check waiting in it: the epoch, then
-# for each (user, role, region) asked the user's generation, the answer cached under it and
-# how long Redis keeps that answer (so the copy in memory expires with it).
+# for each (user, role, region) asked (KEYS: its generation key, then its busy key) the
+# user's generation, the answer cached under it and how long Redis keeps that answer (so
+# the copy in memory expires with it); for a busy user no generation and no answer.
 _LOOKUP = """
 local out = {redis.call('GET', KEYS[1]) or false}
-for i = 2, #KEYS do
-  local gen = redis.call('GET', KEYS[i]) or '0'
-  local key = ARGV[2 * i - 3] .. gen .. ARGV[2 * i - 2]
-  out[#out + 1] = gen
-  out[#out + 1] = redis.call('GET', key) or false
-  out[#out + 1] = redis.call('PTTL', key)
+for i = 2, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i + 1]) == 1 then
+    out[#out + 1] = false
+    out[#out + 1] = false
+    out[#out + 1] = -2
+  else
+    local gen = redis.call('GET', KEYS[i]) or '0'
+    local key = ARGV[i - 1] .. gen .. ARGV[i]
+    out[#out + 1] = gen
+    out[#out + 1] = redis.call('GET', key) or false
+    out[#out + 1] = redis.call('PTTL', key)
+  end
 end
 return out
+"""
+# A change's fence (KEYS: generation, busy): BEGIN before it writes, END after it.
+_BEGIN = """
+redis.call('INCR', KEYS[1])
+redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return 1
+"""
+_END = """
+redis.call('INCR', KEYS[1])
+if redis.call('DECR', KEYS[2]) <= 0 then
+  redis.call('DEL', KEYS[2])
+end
+return 1
 """
 # The answers computed in one turn, stored with one call (ARGV[1] is the TTL).
 _STORE = """
@@ -78,7 +121,8 @@ return #KEYS
 """
 
 Key = tuple[str, str, str]  # (user, role, region)
-Found = tuple[Stamp, bytes | None, int]  # (stamp, cached answer, its TTL in ms)
+# (stamp, cached answer, its TTL in ms); no stamp: the user is busy, cache nothing
+Found = tuple[Stamp | None, bytes | None, int]
 
 
 def _text(value: Any) -> str:
@@ -92,6 +136,9 @@ class CheckCache:
         self.memory = memory
         self._lookup_script = client.register_script(_LOOKUP)
         self._store_script = client.register_script(_STORE)
+        self._begin_script = client.register_script(_BEGIN)
+        self._end_script = client.register_script(_END)
+        self._paused_until = 0.0  # monotonic time; see PAUSE_AFTER_FAILURE
         self._lookups: Batch[Key, Found] = Batch(self._lookup)
         self._stores: Batch[tuple[str, bytes], None] = Batch(self._store)
         self._answers: dict[Key, tuple[Stamp, dict[str, Any], float]] = {}  # memory
@@ -100,11 +147,14 @@ class CheckCache:
                   ) -> tuple[dict[str, Any] | None, Stamp | None]:
         """(cached answer or None, stamp to cache under or None if Redis failed)."""
         key = (user_id, role_type, region_code)
+        if time.monotonic() < self._paused_until:
+            return None, None
         try:
             stamp, cached, ttl_ms = await self._lookups.add(key)
         except RedisError as exc:
-            log.warning("redis unavailable for check cache: %s", exc,
-                        extra={"dependency": "redis"})
+            self._failed(exc)
+            return None, None
+        if stamp is None:  # a change of this user is in progress: ask the database
             return None, None
         remembered = self._answers.get(key)
         if remembered is not None and remembered[0] == stamp and (
@@ -126,24 +176,24 @@ class CheckCache:
 
     async def _lookup(self, keys: list[Key]) -> list[Found]:
         args: list[str] = []
+        redis_keys = [EPOCH_KEY]
         for user, role, region in keys:
             head, _, tail = _check_key(user, "\0", role, region).partition("\0")
             args += [head, tail]
-        values = await self._lookup_script(
-            keys=[EPOCH_KEY, *(_gen_key(user) for user, _, _ in keys)], args=args)
+            redis_keys += [_gen_key(user), _busy_key(user)]
+        values = await self._lookup_script(keys=redis_keys, args=args)
         epoch = None if values[0] is None else _text(values[0])
         if epoch is None:  # a new data set: answers go to memory once it has an epoch
             await self._new_epoch()
-        return [((epoch, _text(values[i])), values[i + 1], int(values[i + 2]))
-                for i in range(1, len(values), 3)]
+        return [(None if values[i] is None else (epoch, _text(values[i])), values[i + 1],
+                 int(values[i + 2])) for i in range(1, len(values), 3)]
 
     async def _store(self, items: list[tuple[str, bytes]]) -> list[None]:
         try:
             await self._store_script(keys=[k for k, _ in items],
                                      args=[self.ttl, *(v for _, v in items)])
         except RedisError as exc:
-            log.warning("redis unavailable for check cache: %s", exc,
-                        extra={"dependency": "redis"})
+            self._failed(exc)
         return [None] * len(items)
 
     async def _new_epoch(self) -> None:
@@ -160,10 +210,32 @@ class CheckCache:
             del self._answers[next(iter(self._answers))]  # the oldest goes first
         self._answers[key] = (stamp, value, time.monotonic() + ttl)
 
-    async def invalidate(self, user_id: str) -> None:
+    def _failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now >= self._paused_until:  # once per pause, not once per waiting check
+            log.warning("redis unavailable for check cache: %s", exc,
+                        extra={"dependency": "redis"})
+        self._paused_until = now + PAUSE_AFTER_FAILURE
+
+    async def begin_change(self, user_id: str) -> None:
+        """Fence the user's cached answers before a change writes; `DependencyUnavailable`
+        (and the change must not happen) when Redis cannot be told. Tried even while
+        checks skip Redis (PAUSE_AFTER_FAILURE): changes are rare, and the first one after
+        Redis is back should not be refused."""
         try:
-            await self.client.incr(_gen_key(user_id))
+            await self._begin_script(keys=[_gen_key(user_id), _busy_key(user_id)],
+                                     args=[BUSY_TTL])
         except RedisError as exc:
-            # Cached answers expire after the TTL; say loudly that they may be stale.
-            log.error("could not invalidate check cache for user (stale up to %ss): %s",
-                      self.ttl, exc, extra={"dependency": "redis", "userId": user_id})
+            self._failed(exc)
+            raise DependencyUnavailable(
+                "redis", "changes to grants wait for the check cache") from None
+
+    async def end_change(self, user_id: str) -> None:
+        """After the change's transaction (committed or not): drop the fence. If Redis
+        cannot be told, the fence expires after BUSY_TTL; answers stay right meanwhile."""
+        try:
+            await self._end_script(keys=[_gen_key(user_id), _busy_key(user_id)])
+        except RedisError as exc:
+            self._failed(exc)
+            log.warning("check cache fence of a user stays up to %ss", BUSY_TTL,
+                        extra={"dependency": "redis", "userId": user_id})

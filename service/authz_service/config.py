@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from authz_service.domain import RoleType
@@ -41,7 +41,9 @@ class ConfigError(Exception):
 class DatabaseConfig:
     conninfo: str = field(repr=False)  # libpq URL without Prisma-only parameters
     pool_max: int = 10
-    pool_timeout: float = 30.0
+    pool_timeout: float = 2.0  # seconds to wait for a pooled connection (Prisma: pool_timeout)
+    connect_timeout: int = 2  # whole seconds (libpq); a URL's own connect_timeout wins
+    statement_timeout_ms: int = 3000  # the server cancels longer statements and lock waits
 
     @property
     def redacted(self) -> str:
@@ -54,6 +56,7 @@ class RedisConfig:
     port: int = 6379
     password: str | None = field(default=None, repr=False)
     db: int = 0
+    timeout: float = 0.5  # seconds per connect and per reply; a cache must fail fast
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,11 @@ class Config:
     relay_interval: float = 0.5
     consumer_enabled: bool = True
     shutdown_timeout: float = 10.0
+    # Every request answers within this many seconds: past it, 503 dependency_unavailable.
+    request_timeout: float = 4.0
+    # After SIGTERM: seconds of serving on while readiness says 503 (load balancers and
+    # Kubernetes endpoints stop sending), then stop accepting and finish what is in flight.
+    shutdown_grace: float = 0.0
     workers: int | None = None  # WEB_CONCURRENCY; None: the CPUs the cgroup quota allows
 
 
@@ -163,7 +171,7 @@ def parse_database_url(raw: str) -> DatabaseConfig:
     query = parse_qsl(parts.query, keep_blank_values=True)
     kept = [(k, v) for k, v in query if k not in _PRISMA_ONLY]
     given = dict(query)
-    pool_max, pool_timeout = 10, 30.0
+    pool_max, pool_timeout = 10, DatabaseConfig.pool_timeout
     if "connection_limit" in given:
         value = given["connection_limit"]
         if not value.isdigit() or not 1 <= int(value) <= 1000:
@@ -180,6 +188,25 @@ def parse_database_url(raw: str) -> DatabaseConfig:
         kept.append(("options", f"-csearch_path={given['schema']}"))
     conninfo = urlunsplit(parts._replace(query=urlencode(kept)))
     return DatabaseConfig(conninfo=conninfo, pool_max=pool_max, pool_timeout=pool_timeout)
+
+
+def _seconds(env: Mapping[str, str], name: str, default_ms: int, lo: int, hi: int) -> float:
+    """A `*_MS` variable (whole milliseconds) as seconds."""
+    return _int(env, name, default_ms, lo, hi) / 1000
+
+
+def _timeouts(env: Mapping[str, str], database: DatabaseConfig) -> tuple[DatabaseConfig, float]:
+    """The database's bounds and the request deadline, which must leave room for them:
+    a statement that runs into its timeout still answers (503) before the deadline."""
+    request = _seconds(env, "REQUEST_TIMEOUT_MS", 4000, 100, 600_000)
+    statement = _int(env, "DATABASE_STATEMENT_TIMEOUT_MS", 3000, 1, 600_000)
+    if statement / 1000 >= request:
+        raise ConfigError("DATABASE_STATEMENT_TIMEOUT_MS",
+                          f"must be below REQUEST_TIMEOUT_MS ({int(request * 1000)})")
+    return replace(
+        database, statement_timeout_ms=statement,
+        connect_timeout=_int(env, "DATABASE_CONNECT_TIMEOUT", 2, 1, 600),
+    ), request
 
 
 def parse_thresholds(raw: str) -> dict[RoleType, int]:
@@ -210,14 +237,18 @@ def load_config(env: Mapping[str, str]) -> Config:
     if log_level not in LOG_LEVELS:
         raise ConfigError("LOG_LEVEL",
                           f"must be one of debug, info, warn, error; got {log_level!r}")
+    database, request_timeout = _timeouts(env, database)
     return Config(
         node_env=_get(env, "NODE_ENV", "production"),
         port=_int(env, "PORT", 3002, 1, 65535),
         database=database,
+        request_timeout=request_timeout,
+        shutdown_grace=_seconds(env, "SHUTDOWN_GRACE_MS", 0, 0, 600_000),
         redis=RedisConfig(
             host=_get(env, "REDIS_HOST", "localhost"),
             port=_int(env, "REDIS_PORT", 6379, 1, 65535),
             password=env.get("REDIS_PASSWORD") or None,
+            timeout=_seconds(env, "REDIS_TIMEOUT_MS", 500, 10, 60_000),
         ),
         kafka=KafkaConfig(
             brokers=brokers,

@@ -49,3 +49,12 @@ class DependencyUnavailable(AppError):
         super().__init__(message)
         self.dependency = dependency
         self.retry_after = retry_after
+
+
+class DeadlineExceeded(DependencyUnavailable):
+    """The request ran out of its time: some dependency is slow or not answering."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__("a dependency", f"the request did not finish within {seconds:g} s")
+        self.message = (f"the request did not finish within {seconds:g} s: the database "
+                        "or another dependency is slow or unavailable")

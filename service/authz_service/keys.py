@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -12,6 +14,7 @@ from authz_service.authorizations import Authorizations
 from authz_service.cache import CheckCache
 from authz_service.clients import Referral, Statistics
 from authz_service.config import Config
+from authz_service.deadline import Reaper
 from authz_service.events import Relay
 from authz_service.metrics import Metrics
 from authz_service.openapi import OpenApi
@@ -30,3 +33,7 @@ STATISTICS = web.AppKey("statistics", Statistics)
 RELAY = web.AppKey("relay", Relay)
 AUTHORIZATIONS = web.AppKey("authorizations", Authorizations)
 VERIFIER = web.AppKey("verifier", Verifier)
+# Set on SIGTERM: readiness answers 503 while the service serves on (config.shutdown_grace).
+DRAINING = web.AppKey("draining", asyncio.Event)
+# Cancels requests past REQUEST_TIMEOUT_MS (middleware.deadline).
+DEADLINES = web.AppKey("deadlines", Reaper)

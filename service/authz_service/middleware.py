@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -11,8 +12,8 @@ from aiohttp.typedefs import Handler
 from psycopg_pool import PoolTimeout
 
 from authz_service import logs
-from authz_service.errors import AppError, DependencyUnavailable
-from authz_service.keys import CONFIG, METRICS
+from authz_service.errors import AppError, DeadlineExceeded, DependencyUnavailable
+from authz_service.keys import CONFIG, DEADLINES, METRICS
 
 log = logging.getLogger(__name__)
 access = logging.getLogger("authz_service.access")
@@ -42,7 +43,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             log.warning("dependency unavailable: %s", exc.message,
                         extra={"dependency": exc.dependency})
         return error_response(exc.status, exc.code, exc.message, exc.field, headers)
-    except (psycopg.OperationalError, PoolTimeout) as exc:
+    except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+        # OperationalError covers a lost connection and statement_timeout (QueryCanceled);
+        # InterfaceError a connection closed under us after a cancelled query.
         log.warning("database unavailable: %s", exc, extra={"dependency": "database"})
         return error_response(503, "dependency_unavailable", "database is unavailable",
                               headers={"Retry-After": "5"})
@@ -57,6 +60,28 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception:
         log.exception("unhandled error")
         return error_response(500, "internal", "internal server error")
+
+
+@web.middleware
+async def deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request answers within `request_timeout` seconds (+ the reaper's tick),
+    whatever hangs below it: the database work it waits for is detached
+    (`deadline.detach`), so the cancellation ends the handler at once."""
+    seconds = request.app[CONFIG].request_timeout
+    reaper = request.app[DEADLINES]
+    task = asyncio.current_task()
+    assert task is not None  # aiohttp runs handlers in tasks
+    reaper.watch(task, seconds)
+    try:
+        return await handler(request)
+    except asyncio.CancelledError:
+        if reaper.forget(task):
+            task.uncancel()
+            raise DeadlineExceeded(seconds) from None
+        raise
+    finally:
+        if reaper.forget(task):  # cancelled, but the handler finished all the same
+            task.uncancel()
 
 
 @web.middleware

@@ -5,19 +5,21 @@ rules under concurrency, and their violations become 409s here."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from authz_service import domain
 from authz_service.config import DatabaseConfig
+from authz_service.deadline import detach
 from authz_service.domain import Authorization, RoleType, Status
 from authz_service.errors import Conflict, NotFound
 
@@ -32,10 +34,34 @@ _CONSTRAINT_MESSAGES = {
 }
 
 
+# While the server is unreachable the pool retries a connection 1 s, then 2 s, 4 s... apart;
+# giving up after 5 s (and starting afresh at the next request) keeps that wait short, so
+# the first requests after the database is back find it.
+RECONNECT_TIMEOUT = 5.0
+
+
+def connection_kwargs(config: DatabaseConfig) -> dict[str, Any]:
+    """libpq parameters on top of the URL's: the statement timeout (added to any `options`
+    the URL has), a connect timeout unless the URL sets one, and TCP keepalives so a
+    connection to a vanished host is noticed. A hung server (stopped process, kernel still
+    answering TCP) is noticed by none of these: the request deadline covers that."""
+    given = conninfo_to_dict(config.conninfo)
+    options = f"-c statement_timeout={config.statement_timeout_ms}"
+    kwargs: dict[str, Any] = {
+        "options": f"{given['options']} {options}" if given.get("options") else options,
+        "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+        "keepalives_count": 3, "tcp_user_timeout": 15_000,
+    }
+    if "connect_timeout" not in given:
+        kwargs["connect_timeout"] = config.connect_timeout
+    return kwargs
+
+
 def create_pool(config: DatabaseConfig) -> AsyncConnectionPool:
     return AsyncConnectionPool(
         config.conninfo, min_size=1, max_size=config.pool_max, timeout=config.pool_timeout,
-        open=False, kwargs={"connect_timeout": 5}, name="authz",
+        open=False, kwargs=connection_kwargs(config), name="authz",
+        reconnect_timeout=RECONNECT_TIMEOUT,
     )
 
 
@@ -81,6 +107,7 @@ class Store:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
+    @detach
     async def create(self, user_id: str, role_type: RoleType, region_code: str
                      ) -> Authorization:
         domain.validate_region(role_type, region_code)
@@ -101,6 +128,7 @@ class Store:
             raise _conflict(exc, auth) from None
         return auth
 
+    @detach
     async def get(self, auth_id: str) -> Authorization:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
@@ -112,6 +140,7 @@ class Store:
             raise NotFound(f"authorization {auth_id} not found")
         return _row(row)
 
+    @detach
     async def page(self, filters: Filters, limit: int, cursor: str | None
                    ) -> tuple[list[Authorization], str | None]:
         clauses: list[sql.Composable] = []
@@ -138,10 +167,16 @@ class Store:
         next_cursor = domain.encode_cursor(items[-1]) if len(rows) > limit else None
         return items, next_cursor
 
+    @detach
     async def transition(self, auth_id: str,
                          change: Callable[[Authorization, datetime], Authorization],
-                         event_type: str) -> Authorization:
-        """Lock the row, apply a pure domain transition, write it and its event."""
+                         event_type: str,
+                         before_write: Callable[[Authorization], Awaitable[None]] | None = None,
+                         ) -> Authorization:
+        """Lock the row, apply a pure domain transition, write it and its event.
+
+        `before_write` runs once the transition is known to be allowed, before anything is
+        written; if it raises, the transaction rolls back and nothing changes."""
         stamp = now()
         try:
             async with self.pool.connection() as conn, conn.transaction():
@@ -154,6 +189,8 @@ class Store:
                     raise NotFound(f"authorization {auth_id} not found")
                 current = _row(row)
                 updated = change(current, stamp)
+                if before_write is not None:
+                    await before_write(updated)
                 await self._write(conn, updated)
                 await insert_event(conn, event_type, updated, stamp)
         except UniqueViolation as exc:
@@ -168,6 +205,7 @@ class Store:
              auth.revoke_reason, auth.id),
         )
 
+    @detach
     async def active_ids(self, keys: Sequence[tuple[str, str, str]]) -> list[str | None]:
         """For each (user, role type, region): the id of its ACTIVE grant, or None. One
         query for all (the checks of one event-loop turn that missed the cache)."""
@@ -183,6 +221,7 @@ class Store:
             rows = await cur.fetchall()
         return [None if ident is None else str(ident) for _, ident in rows]
 
+    @detach
     async def revoke_user(self, user_id: str, event_id: str, event_type: str, reason: str
                           ) -> list[Authorization] | None:
         """Revoke every non-revoked grant of a user, once per consumed event id.
@@ -208,6 +247,7 @@ class Store:
                 await insert_event(conn, domain.EVENT_REVOKED, auth, stamp)
         return revoked
 
+    @detach
     async def ping(self) -> None:
         async with self.pool.connection(timeout=min(2.0, self.pool.timeout)) as conn:
             await conn.execute("SELECT 1")

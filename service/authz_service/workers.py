@@ -84,7 +84,7 @@ def _supervise(config: Config, count: int) -> int:
         pid = os.fork()
         if pid == 0:
             # Stopped while still importing: nothing is open or in flight yet, so exit 0.
-            # The app's runner installs its graceful handlers before it opens anything.
+            # app.serve installs its graceful handlers before it opens anything.
             signal.signal(signal.SIGTERM, _exit_quietly)
             signal.signal(signal.SIGINT, _exit_quietly)
             code = 1

@@ -20,6 +20,8 @@ from authz_service.app import create_app
 from authz_service.config import Config, load_config
 from authz_service.migrate import Migrator, discover, migrations_dir
 from devenv import stubs
+from devenv.procs import free_port
+from tests.support.private import PrivatePostgres, PrivateRedis
 
 pytestmark = pytest.mark.servers
 
@@ -155,3 +157,41 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0,
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+def fault_env(database: PrivatePostgres, redis: PrivateRedis, kafka: str | None = None
+              ) -> dict[str, str]:
+    """The variables a deployment sets (the defaults otherwise: no pool_timeout in the URL)
+    for private servers; without `kafka`, a closed port (for tests that never publish)."""
+    return {"DATABASE_URL": database.url, "REDIS_HOST": "127.0.0.1",
+            "REDIS_PORT": str(redis.port), "KAFKA_BROKERS": kafka or f"127.0.0.1:{free_port()}",
+            "KAFKA_CONSUMER_GROUP": f"authz-test-{secrets.token_hex(4)}",
+            "JWT_SECRET": SECRET, "LOG_LEVEL": "debug", "NODE_ENV": "test"}
+
+
+def fault_config(database: PrivatePostgres, redis: PrivateRedis) -> Config:
+    """`fault_env` as a config with the relay and consumer off: Kafka is never contacted."""
+    return replace(load_config(fault_env(database, redis)), relay_enabled=False,
+                   consumer_enabled=False)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A started PostgreSQL cluster of this test's own, which it may kill or freeze."""
+    server = PrivatePostgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A started redis-server of this test's own, which it may kill or freeze."""
+    server = PrivateRedis()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()

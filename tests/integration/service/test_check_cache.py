@@ -22,7 +22,8 @@ Client = TestClient[Any, Any]
 
 async def remembered_allow(start: ClientFactory, config: Config
                            ) -> tuple[Client, Client, str, str]:
-    """Two workers; an ACTIVE grant (generation 1) whose allow the first one remembers.
+    """Two workers; an ACTIVE grant (generation 2: the activate's fence bumped it before
+    and after) whose allow the first one remembers.
     Returns (first, second, user, authorization id)."""
     first, second = await start(config), await start(config)
     user = uid()
@@ -53,9 +54,9 @@ async def test_an_emptied_redis_cannot_make_a_remembered_allow_match_again(
     redis = aioredis.Redis(host=config.redis.host, port=config.redis.port)
     try:  # Redis restarts empty: generations count from 0 again
         await redis.delete(EPOCH_KEY, _gen_key(user),
-                           _check_key(user, "1", "COMMUNITY", "440106"))
+                           _check_key(user, "2", "COMMUNITY", "440106"))
         await revoke(second, ident)
-        assert await redis.get(_gen_key(user)) == b"1"  # the same number as before
+        assert await redis.get(_gen_key(user)) == b"2"  # the same number as before
     finally:
         await redis.aclose()
     assert (await check(first, user, "COMMUNITY", "440106"))["allowed"] is False

@@ -114,3 +114,30 @@ def test_thresholds_override_per_role() -> None:
     assert result[RoleType.COMMUNITY] == 3
     assert result[RoleType.PROVINCE_COMPANY] == 900
     assert result[RoleType.CITY_COMPANY] == 100
+
+
+def test_timeouts_default_to_a_deadline_above_every_dependency_bound() -> None:
+    config = load_config(BASE)
+    db = config.database
+    assert (config.request_timeout, db.statement_timeout_ms, db.pool_timeout,
+            db.connect_timeout, config.redis.timeout, config.shutdown_grace) == (
+        4.0, 3000, 2.0, 2, 0.5, 0.0)
+    assert db.statement_timeout_ms / 1000 < config.request_timeout
+    assert db.pool_timeout < config.request_timeout
+
+
+def test_timeouts_are_read_from_the_environment() -> None:
+    config = load_config({**BASE, "REQUEST_TIMEOUT_MS": "5000",
+                          "DATABASE_STATEMENT_TIMEOUT_MS": "2500",
+                          "DATABASE_CONNECT_TIMEOUT": "3", "REDIS_TIMEOUT_MS": "250",
+                          "SHUTDOWN_GRACE_MS": "5000"})
+    assert (config.request_timeout, config.database.statement_timeout_ms,
+            config.database.connect_timeout, config.redis.timeout,
+            config.shutdown_grace) == (5.0, 2500, 3, 0.25, 5.0)
+
+
+def test_a_statement_timeout_at_or_above_the_deadline_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config({**BASE, "REQUEST_TIMEOUT_MS": "3000",
+                     "DATABASE_STATEMENT_TIMEOUT_MS": "3000"})
+    assert caught.value.variable == "DATABASE_STATEMENT_TIMEOUT_MS"
