@@ -191,6 +191,14 @@ def _probe(path: str, probe: Probe) -> Obj:
     }
 
 
+# On SIGTERM the service turns unready and serves on for this long before it stops accepting:
+# the time the endpoints controller and kube-proxy take to stop sending it new connections,
+# so a rollout or a scale-down resets none. Then it finishes in-flight requests (10 s) and
+# drains the outbox relay (at most 15 s); the kubelet's grace period covers all of it.
+SHUTDOWN_GRACE_MS = 5000
+TERMINATION_GRACE_SECONDS = 40
+
+
 def desired_deployment(spec: Spec, owner: Owner, target: Target,
                        selector: Selector = None) -> Obj:
     names = child_names(owner.name)
@@ -200,7 +208,8 @@ def desired_deployment(spec: Spec, owner: Owner, target: Target,
         "imagePullPolicy": "IfNotPresent",
         "command": ["authz-service", "serve"],
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
-        "env": env(spec, names.config_map),
+        "env": [*env(spec, names.config_map),
+                {"name": "SHUTDOWN_GRACE_MS", "value": str(SHUTDOWN_GRACE_MS)}],
         "resources": _resources(spec),
         "readinessProbe": _probe("/health/ready", spec.probes.readiness),
         "livenessProbe": _probe("/health/live", spec.probes.liveness),
@@ -221,7 +230,9 @@ def desired_deployment(spec: Spec, owner: Owner, target: Target,
                     ANN_SECRETS_HASH: target.secrets_hash,
                 },
             },
-            "spec": {**_pod_spec_common(spec, owner), "containers": [container]},
+            "spec": {**_pod_spec_common(spec, owner),
+                     "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+                     "containers": [container]},
         },
     }
     if not spec.autoscaling.enabled:

@@ -63,7 +63,7 @@ def test_create_builds_children_and_honest_status(
     [container] = dep["spec"]["template"]["spec"]["containers"]
     assert container["name"] == "authorization-service"
     assert container["command"] == ["authz-service", "serve"]
-    env = {e["name"]: e["valueFrom"] for e in container["env"]}
+    env = {e["name"]: e.get("valueFrom") for e in container["env"]}
     assert env["JWT_SECRET"] == {"secretKeyRef": {"name": "authorization-secrets",
                                                   "key": "jwt-secret"}}
     assert env["PORT"]["configMapKeyRef"]["name"] == f"{NAME}-config"

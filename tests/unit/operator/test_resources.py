@@ -130,13 +130,15 @@ def expected_deployment(target: r.Target, replicas: int | None = None,
                 "rwadurian.io/config-hash": target.config_hash,
                 "rwadurian.io/secrets-hash": r.secrets_hash(versions),
             }},
-            "spec": {**POD_COMMON, "containers": [{
+            # The service drains for 5 s on SIGTERM (unready, still serving) before it stops
+            # accepting; the kubelet waits 40 s for the drain, in-flight requests and relay.
+            "spec": {**POD_COMMON, "terminationGracePeriodSeconds": 40, "containers": [{
                 "name": "authorization-service",
                 "image": "registry.example/authorization-service:1.4.0",
                 "imagePullPolicy": "IfNotPresent",
                 "command": ["authz-service", "serve"],
                 "ports": [{"name": "http", "containerPort": 3002, "protocol": "TCP"}],
-                "env": env,
+                "env": [*env, {"name": "SHUTDOWN_GRACE_MS", "value": "5000"}],
                 "resources": RESOURCES,
                 "readinessProbe": {"httpGet": {"path": "/health/ready", "port": "http"},
                                    "initialDelaySeconds": 10, "periodSeconds": 5,
@@ -216,7 +218,8 @@ def test_deployment_with_redis_password_and_no_pull_secrets() -> None:
     pod = dep["spec"]["template"]["spec"]
     assert "imagePullSecrets" not in pod
     env = pod["containers"][0]["env"]
-    assert [e["name"] for e in env] == [v for v in r.ENV_ORDER if v != "JWT_SECRET_PREVIOUS"]
+    assert [e["name"] for e in env] == [
+        *(v for v in r.ENV_ORDER if v != "JWT_SECRET_PREVIOUS"), "SHUTDOWN_GRACE_MS"]
     assert env[5] == {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {
         "name": "redis", "key": "password"}}}
 
