@@ -19,7 +19,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -141,7 +141,10 @@ def test_no_secret_value_appears_in_any_output(
 def journey(world: World, refs: dict[str, Any], values: dict[str, str]) -> dict[str, str]:
     """Create; a crashing rollout rolled back; an upgrade with a migration; then ask the
     service and the plugin. Returns what the service and the plugin answered."""
-    ns, stream = world.namespace, lambda: resource_stream(world.api, world.namespace, 150)
+    ns = world.namespace
+
+    def stream() -> Generator[dict[str, dict[str, Any]], None, None]:
+        return resource_stream(world.api, ns, 150)
 
     def apply(image: str) -> None:
         body = service_cr(world.devenv, ns, image)
