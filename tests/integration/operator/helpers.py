@@ -275,6 +275,8 @@ def status_problems(obj: dict[str, Any], expect: Expected) -> list[str]:
     outcomes = tuple(h.get("outcome") for h in st.get("history") or [])
     if outcomes != expect.outcomes:
         out.append(f"history outcomes {outcomes} != {expect.outcomes}")
+    if condition(st, "Migrated").get("status") != "True":
+        out.append(f"Migrated {condition(st, 'Migrated')}")
     if (st.get("migration") or {}).get("phase") not in (None, "Succeeded"):
         out.append(f"migration record {st.get('migration')}")
     for c in st.get("conditions") or []:

@@ -131,15 +131,20 @@ class Outcome:
         return not self.problems
 
 
-def kill_during(world: World, step: Step, jobs: JobRecorder, timeout: float = 150) -> Outcome:
-    """Make `step`'s change, SIGKILL the operator on entering `step.phase`, start it again,
-    wait for convergence, then check every invariant."""
+def kill_and_restart(world: World) -> None:
+    world.op.kill()
+    world.op.start()
+
+
+def kill_during(world: World, step: Step, jobs: JobRecorder, timeout: float = 150,
+                fault: Callable[[World], None] = kill_and_restart) -> Outcome:
+    """Make `step`'s change; on entering `step.phase`, SIGKILL the operator and start it
+    again at once (or another `fault`); wait for convergence, then check every invariant."""
     step.provoke(world)
     at = until(f"phase {step.phase}", resource_stream(world.api, world.namespace, 120),
                phase_is(step.phase))
-    world.op.kill()
     killed = time.monotonic()
-    world.op.start()
+    fault(world)
     try:
         until("convergence", resource_stream(world.api, world.namespace, timeout),
               step.expect.reached)
