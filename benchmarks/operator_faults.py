@@ -51,9 +51,12 @@ from tests.integration.operator.helpers import (  # noqa: E402
 )
 from tests.integration.operator.test_operator_faults import (  # noqa: E402
     JOURNEY,
+    Moment,
     Outcome,
     Step,
     World,
+    entering_phase,
+    job_created,
     kill_and_restart,
     kill_during,
 )
@@ -104,7 +107,8 @@ def restart_apiserver(world: World) -> None:
 
 
 def one_journey(env: DevEnv, fault: Callable[[World], None] = kill_and_restart,
-                steps: tuple[Step, ...] = JOURNEY) -> list[Outcome]:
+                steps: tuple[Step, ...] = JOURNEY,
+                moments: tuple[Moment, ...] = (entering_phase,)) -> list[Outcome]:
     api = api_client(env.kubeconfig)
     kube = Kube.connect(env.kubeconfig)
     kube.field_manager = "benchmark"
@@ -115,9 +119,10 @@ def one_journey(env: DevEnv, fault: Callable[[World], None] = kill_and_restart,
             try:
                 for step in steps:
                     try:
-                        outcomes.append(kill_during(world, step, jobs, fault=fault))
-                    except AssertionError as exc:   # the phase never came: the run stops
-                        outcomes.append(Outcome(step.label, step.phase, False, 0.0, 0, (),
+                        outcomes.append(kill_during(world, step, jobs, fault=fault,
+                                                    moments=moments))
+                    except AssertionError as exc:   # the moment never came: the run stops
+                        outcomes.append(Outcome(step.label, "-", 0, False, 0.0, 0, (),
                                                 (f"never reached: {exc}",)))
                         break
             finally:
@@ -136,11 +141,11 @@ def table(outcomes: list[Outcome]) -> str:
     rows = ["| phase | kills | converged | max Jobs per revision | runs with orphans | "
             "status right | converge p50 (s) | converge max (s) |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for label in dict.fromkeys(o.label for o in outcomes):
-        mine = [o for o in outcomes if o.label == label]
+    for label in dict.fromkeys((o.label, o.killed_in) for o in outcomes):
+        mine = [o for o in outcomes if (o.label, o.killed_in) == label]
         times = [o.seconds for o in mine if o.converged]
         rows.append(
-            f"| {label} ({mine[0].killed_in}) | {len(mine)} | "
+            f"| {label[0]} (at {label[1]}) | {sum(o.kills for o in mine)} | "
             f"{sum(o.converged for o in mine)}/{len(mine)} | "
             f"{max(o.max_jobs_per_revision for o in mine)} | "
             f"{sum(bool(o.orphans) for o in mine)} | "
@@ -166,8 +171,12 @@ def main() -> int:
     env = devenv(st)
     os.environ["KUBECONFIG"] = env.kubeconfig
     started = time.monotonic()
+    # Every other journey kills twice per step: first the moment the step's Job is created
+    # (before the operator wrote its status), then on entering the phase.
+    both: tuple[Moment, ...] = (job_created, entering_phase)
     with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-        runs = list(pool.map(lambda _: one_journey(env), range(args.iterations)))
+        runs = list(pool.map(lambda i: one_journey(
+            env, moments=both if i % 2 else (entering_phase,)), range(args.iterations)))
     outcomes = [o for run in runs for o in run]
     print(f"# operator SIGKILLed at every phase: {args.iterations} journeys, "
           f"{time.monotonic() - started:.0f} s, {platform.node()}, {os.cpu_count()} CPUs\n")
