@@ -293,7 +293,9 @@ def orphans(kube: Kube, namespace: str, owner_uid: str | None) -> list[str]:
     """Objects of the resource (by label) with no live owner, and what a superseded revision
     left running: a ReplicaSet of another image that still wants pods, a serving pod (not
     terminating) of another image than the Deployment's."""
-    objects = [o for kind in CHILD_KINDS for o in kube.list(kind, namespace, OWNED_LABEL)]
+    # items of a list carry no `kind`: put it back
+    objects = [{**o, "kind": kind} for kind in CHILD_KINDS
+               for o in kube.list(kind, namespace, OWNED_LABEL)]
     live = {o["metadata"]["uid"] for o in objects} | ({owner_uid} if owner_uid else set())
     out = [f"{o['kind']} {o['metadata']['name']}" for o in objects
            if not any(ref.get("uid") in live

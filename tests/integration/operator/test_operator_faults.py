@@ -31,6 +31,7 @@ from authz_operator.kube import Kube
 from tests.conftest import DevEnv
 from tests.support.kube import api_client
 
+from .conftest import measured
 from .helpers import (
     CHILD_KINDS,
     JOBS_OF,
@@ -43,6 +44,7 @@ from .helpers import (
     job_names,
     orphans,
     phase_is,
+    reasons,
     resource_stream,
     secret,
     status_problems,
@@ -233,6 +235,8 @@ def test_the_operator_killed_at_every_phase_converges(world: World) -> None:
     finally:
         jobs.stop()
     for o in outcomes:
+        measured(f"operator SIGKILLed at {o.killed_in} ({o.label}) -> converged", o.seconds,
+                 "s")
         assert o.converged, (o, world.op.output()[-3000:])
         assert (o.max_jobs_per_revision, o.orphans, o.problems) == (1, (), ()), o
     assert world.op.starts == 1 + len(JOURNEY)
@@ -272,9 +276,9 @@ def poll(what: str, probe: Callable[[], bool], timeout: float = 60) -> None:
 
 def test_another_field_manager_edits_children_we_restore_what_we_own_only(
         world: World, kubectl: Callable[..., Any]) -> None:
+    ready = Expected("Ready", READY, 1, V1, "0003", ("Deployed",), frozenset())
     world.apply(V1)
-    until("Ready", resource_stream(world.api, world.namespace, 120),
-          Expected("Ready", READY, 1, V1, "0003", ("Deployed",), frozenset()).reached)
+    until("Ready", resource_stream(world.api, world.namespace, 120), ready.reached)
     ns, config = world.namespace, f"{NAME}-config"
     # someone-else takes fields we own (the image, an env var's source, ConfigMap data) and
     # adds its own (an annotation, a label): a forced server-side apply moves the ownership.
@@ -303,8 +307,10 @@ def test_another_field_manager_edits_children_we_restore_what_we_own_only(
     cm = world.kube.get("ConfigMap", ns, config) or {}
     assert dep["metadata"]["annotations"]["someone-else/note"] == "kept"
     assert cm["metadata"]["labels"]["someone-else/team"] == "kept"
-    assert status_problems(world.kube.get("AuthorizationService", ns, NAME) or {}, Expected(
-        "Ready", READY, 1, V1, "0003", ("Deployed",), frozenset())) == []
+    # the pods someone else's edit started are replaced; the same revision serves again
+    body = until("Ready again", resource_stream(world.api, ns, 60), ready.reached)
+    assert status_problems(body, ready) == []
+    assert "DriftCorrected" in reasons(world.kube, ns)
 
 
 def _container(dep: dict[str, Any] | None) -> dict[str, Any]:
