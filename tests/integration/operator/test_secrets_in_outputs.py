@@ -51,12 +51,12 @@ class PrivateRedis:
     def __init__(self, password: str, base: Path) -> None:
         self.port = procs.free_port()
         base.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port),
-             "--bind", netns.NODE_IP, "--requirepass", password, "--save", "",
-             "--appendonly", "no", "--dir", str(base)],
-            stdout=(base / "redis.log").open("wb"), stderr=subprocess.STDOUT,
-            start_new_session=True)
+        with (base / "redis.log").open("wb") as log:
+            self.proc = subprocess.Popen(
+                [shutil.which("redis-server") or "redis-server", "--port", str(self.port),
+                 "--bind", netns.NODE_IP, "--requirepass", password, "--save", "",
+                 "--appendonly", "no", "--dir", str(base)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 10
         while not procs.port_open(self.port, netns.NODE_IP):
             assert self.proc.poll() is None, "redis-server exited"
@@ -70,7 +70,7 @@ class PrivateRedis:
 
 def distinctive() -> dict[str, str]:
     """Values no output could contain by chance."""
-    return {k: f"{k}-{secrets.token_hex(12)}" for k in ("jwtcur", "jwtprev", "dbpw", "redispw")}
+    return {k: f"{k}-{secrets.token_hex(16)}" for k in ("jwtcur", "jwtprev", "dbpw", "redispw")}
 
 
 @pytest.fixture
@@ -104,11 +104,11 @@ def test_no_secret_value_appears_in_any_output(
         crd: None, kube: Kube, api: Any, devenv: DevEnv, namespace: str, database: str,
         kubectl: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path,
         values: dict[str, str], redis: PrivateRedis) -> None:
+    url = with_password(database, values["dbpw"])
     kube.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                 "metadata": {"name": SECRET, "namespace": namespace},
                 "stringData": {"jwt": values["jwtcur"], "jwt-previous": values["jwtprev"],
-                               "database-url": with_password(database, values["dbpw"]),
-                               "redis-password": values["redispw"]}})
+                               "database-url": url, "redis-password": values["redispw"]}})
     refs = {"jwt": {"secretRef": {"name": SECRET, "key": "jwt"},
                     "previousSecretRef": {"name": SECRET, "key": "jwt-previous"}},
             "database": {"urlSecretRef": {"name": SECRET, "key": "database-url"}},
@@ -125,15 +125,17 @@ def test_no_secret_value_appears_in_any_output(
     outputs.update(namespace_objects(kubectl, namespace))
     outputs.update(pod_logs(kubectl, namespace))
 
-    # The grep can find them: the Secret itself holds every value (base64), and every
-    # output we grep is really there.
-    held = kubectl("get", "secret", SECRET, "-n", namespace, "-o", "json").stdout
-    assert all(base64.b64encode(v.encode()).decode() in held for v in values.values())
+    # The grep can find them: the Secret itself holds every value, and every output we grep
+    # is really there.
+    held = json.loads(kubectl("get", "secret", SECRET, "-n", namespace, "-o", "json").stdout)
+    decoded = " ".join(base64.b64decode(v).decode() for v in held["data"].values())
+    assert [k for k, v in values.items() if v not in decoded] == []
     logged = [k for k, v in outputs.items() if k.startswith("logs of pod") and v.strip()]
     assert outputs["operator log"].strip()
     assert any("-migrate-" in k for k in logged)
     assert any("-migrate-" not in k for k in logged)
-    leaks = [(what, key) for what, text in outputs.items() for key, value in values.items()
+    needles = {**values, "database-url": url}   # base64 of the whole URL too
+    leaks = [(what, key) for what, text in outputs.items() for key, value in needles.items()
              if value in text or base64.b64encode(value.encode()).decode() in text]
     assert leaks == [], leaks
 
@@ -171,10 +173,16 @@ def journey(world: World, refs: dict[str, Any], values: dict[str, str]) -> dict[
 def service_answers(world: World, values: dict[str, str]) -> dict[str, str]:
     """Health (Redis up proves the password was passed on) and error bodies: a token signed
     with the wrong secret, a good one (the previous secret's) asking for what is not there."""
-    svc = world.kube.get("Service", world.namespace, NAME) or {}
-    base = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
+    # a ready pod's own address: the Service's endpoints may lag right after a rollout
+    serving = f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component=server"
+    pod = next(p for p in world.kube.list("Pod", world.namespace, serving)
+               if not p["metadata"].get("deletionTimestamp") and any(
+                   c["type"] == "Ready" and c["status"] == "True"
+                   for c in p["status"].get("conditions") or []))
+    port = pod["spec"]["containers"][0]["ports"][0]["containerPort"]
+    base = f"http://{pod['status']['podIP']}:{port}"
     claims = {"sub": "secrets-test", "roles": ["admin"], "exp": int(time.time()) + 300}
-    wrong = jwt.encode(claims, "not-the-secret-" + secrets.token_hex(8), algorithm="HS256")
+    wrong = jwt.encode(claims, "not-the-secret-" + secrets.token_hex(16), algorithm="HS256")
     good = jwt.encode(claims, values["jwtprev"], algorithm="HS256")
     out: dict[str, str] = {}
     health = get(f"{base}/health")
