@@ -255,7 +255,9 @@ def test_the_resource_deleted_during_its_migration_takes_the_job_along(
             (p.get("status") or {}).get("phase") == "Running"
             for p in world.kube.list("Pod", world.namespace, job_pod)))
         kubectl("delete", "-n", world.namespace, f"authorizationservice/{NAME}", "--wait=false")
-        poll("nothing of the resource left", lambda: not left_behind(world), timeout=60)
+        poll("the Job gone", lambda: not world.kube.list("Job", world.namespace, OWNED_LABEL))
+    # Unlocked, the pod being deleted finishes at once instead of at its grace period's end.
+    poll("nothing of the resource left", lambda: not left_behind(world), timeout=60)
     assert world.op.alive()
     # and the operator made nothing again once the resource was gone
     assert not left_behind(world)
