@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
@@ -210,18 +211,21 @@ class JobRecorder:
         deadline = time.monotonic() + self._timeout
         version = ""
         while not self._stop.is_set() and time.monotonic() < deadline:
-            if not version:   # at first, and after the API server expired our version
-                listed = batch.list_namespaced_job(self._namespace, label_selector=JOBS_OF)
-                self._record(listed.items)
-                version = listed.metadata.resource_version
-            try:   # short watches, so stop() is noticed within a second or two
+            try:
+                if not version:   # at first, and after the API server expired our version
+                    listed = batch.list_namespaced_job(self._namespace, label_selector=JOBS_OF)
+                    self._record(listed.items)
+                    version = listed.metadata.resource_version
+                # short watches, so stop() is noticed within a second or two
                 for event in k8s_watch.Watch().stream(
                         batch.list_namespaced_job, self._namespace, label_selector=JOBS_OF,
                         resource_version=version, timeout_seconds=2):
                     version = event["object"].metadata.resource_version
                     self._record([event["object"]])
-            except ApiException:
+            except (ApiException, urllib3.exceptions.HTTPError, OSError):
+                # expired, or the API server is away (benchmarks restart it): list again
                 version = ""
+                self._stop.wait(0.5)
 
     def _record(self, jobs: list[Any]) -> None:
         for job in jobs:
