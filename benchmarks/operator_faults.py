@@ -1,8 +1,9 @@
 """Operator faults, the long version (issue 12): the journey of
 tests/integration/operator/test_operator_faults.py (create with its migration, an upgrade's
 rollout, a manual rollback across a schema change, an automatic rollback of a crashing
-rollout), run `--iterations` times, each in a fresh `t-*` namespace with its own database and
-its own operator process, which is SIGKILLed by pid on entering each phase and started again.
+rollout, then one across a schema change), run `--iterations` times, each in a fresh `t-*`
+namespace with its own database and its own operator process, which is SIGKILLed by pid on
+entering each phase and started again.
 Prints one row per phase: kills, converged, the most Jobs ever seen for one revision, runs
 with orphans, runs with the status right, seconds from the kill to convergence (p50, max).
 Numbers are printed, never asserted.
@@ -51,6 +52,7 @@ from tests.integration.operator.helpers import (  # noqa: E402
 )
 from tests.integration.operator.test_operator_faults import (  # noqa: E402
     JOURNEY,
+    SCHEMA_AUTO_ROLLBACK,
     Moment,
     Outcome,
     Step,
@@ -176,7 +178,8 @@ def main() -> int:
     both: tuple[Moment, ...] = (job_created, entering_phase)
     with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
         runs = list(pool.map(lambda i: one_journey(
-            env, moments=both if i % 2 else (entering_phase,)), range(args.iterations)))
+            env, steps=(*JOURNEY, SCHEMA_AUTO_ROLLBACK),
+            moments=both if i % 2 else (entering_phase,)), range(args.iterations)))
     outcomes = [o for run in runs for o in run]
     print(f"# operator SIGKILLed at every phase: {args.iterations} journeys, "
           f"{time.monotonic() - started:.0f} s, {platform.node()}, {os.cpu_count()} CPUs\n")

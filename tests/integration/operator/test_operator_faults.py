@@ -72,8 +72,13 @@ class World:
     database: str
     op: OperatorProcess
 
-    def apply(self, image: str, **extra: Any) -> None:
-        self.kube.apply(service_cr(self.devenv, self.namespace, image, **extra))
+    def apply(self, image: str, deadline: int = 120) -> None:
+        """`deadline`: the rollout's progress deadline. Long by default: on a busy machine
+        pods may take more than 15 s to be ready, and a rollback then is right but is not
+        what the step expects (a crash is found without the deadline)."""
+        rollout = {"progressDeadlineSeconds": deadline, "autoRollback": True,
+                   "revisionHistoryLimit": 10}
+        self.kube.apply(service_cr(self.devenv, self.namespace, image, rollout=rollout))
 
     def plugin(self, *args: str) -> subprocess.CompletedProcess[str]:
         exe = Path(sys.executable).parent / "kubectl-authz"
@@ -117,6 +122,16 @@ JOURNEY: tuple[Step, ...] = (
                   ("Deployed", "Deployed", "RolledBack", "Failed"),
                   frozenset([*MIGRATE[1:3], f"{NAME}-rollback-3", MIGRATE[5]]))),
 )
+# The benchmark's fifth step: an automatic rollback across a schema change (1.5.0's 0004 is
+# migrated, its pods never become ready, the progress deadline passes): the kill lands while
+# the down-migration Job runs. Left out of the suite for time (the deadline alone is 15 s).
+UNREADY_SCHEMA = V2.replace("1.5.0", "1.5.0-unready")
+SCHEMA_AUTO_ROLLBACK = Step(
+    "RollingBack", "automatic rollback, schema down", lambda w: w.apply(UNREADY_SCHEMA, 15),
+    Expected("Degraded", ("False", "RolledBack"), 4, V1, "0003",
+             ("Deployed", "Deployed", "RolledBack", "Failed", "Failed"),
+             frozenset([*MIGRATE[1:3], f"{NAME}-rollback-3", MIGRATE[5], f"{NAME}-migrate-6",
+                        f"{NAME}-rollback-7"])))
 
 
 @dataclass(frozen=True)

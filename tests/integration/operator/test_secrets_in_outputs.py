@@ -149,7 +149,9 @@ def journey(world: World, refs: dict[str, Any], values: dict[str, str]) -> dict[
         return resource_stream(world.api, ns, 150)
 
     def apply(image: str) -> None:
-        body = service_cr(world.devenv, ns, image)
+        # a crash is found without the progress deadline; a busy node may need more than 15 s
+        body = service_cr(world.devenv, ns, image, rollout={
+            "progressDeadlineSeconds": 120, "autoRollback": True, "revisionHistoryLimit": 10})
         body["spec"].update(refs)
         world.kube.apply(body)
     apply(V1)
