@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -123,6 +124,16 @@ def private_kafka(devenv: DevEnv) -> Iterator[PrivateKafka]:
     broker.start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture
+def api(cluster: DevEnv) -> Iterator[Any]:
+    """The official client's ApiClient on the local cluster, closed after the test."""
+    from tests.support.kube import api_client
+
+    c = api_client(cluster.kubeconfig)
+    yield c
+    c.close()
 
 
 @pytest.fixture

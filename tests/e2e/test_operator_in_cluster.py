@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.conftest import DevEnv
 from tests.integration.operator.helpers import cr, secret
-from tests.support.kube import api_client, condition, watch_until
+from tests.support.kube import condition, watch_until
 
 pytestmark = pytest.mark.cluster
 
@@ -24,13 +23,6 @@ SYSTEM = "authz-system"
 OPERATOR_PODS = "app.kubernetes.io/name=authz-operator"
 GROUP, VERSION, PLURAL = "rwadurian.io", "v1alpha1", "authorizationservices"
 ONE_REPLICA = {"autoscaling": {"enabled": False}, "replicas": 1}
-
-
-@pytest.fixture
-def api(cluster: DevEnv) -> Iterator[Any]:
-    c = api_client(cluster.kubeconfig)
-    yield c
-    c.close()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ssl
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,17 +15,9 @@ from kubernetes.client.rest import ApiException
 
 from devenv import build
 from devenv.cluster import FAKE_NODES, ON_FAKE_NODES
-from tests.conftest import DevEnv
-from tests.support.kube import api_client, condition, watch_until
+from tests.support.kube import condition, watch_until
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def api(cluster: DevEnv) -> Iterator[Any]:
-    c = api_client(cluster.kubeconfig)
-    yield c
-    c.close()
 
 
 def test_readyz_and_version(api: Any) -> None:

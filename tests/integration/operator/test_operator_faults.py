@@ -29,7 +29,6 @@ from kubernetes import client as k8s
 
 from authz_operator.kube import Kube
 from tests.conftest import DevEnv
-from tests.support.kube import api_client
 
 from .conftest import measured
 from .helpers import (
@@ -224,13 +223,6 @@ def settled_orphans(world: World, timeout: float = 30) -> list[str]:
     with contextlib.suppress(AssertionError):   # reported as found, not raised
         poll("no orphans", settled, timeout)
     return left
-
-
-@pytest.fixture
-def api(cluster: DevEnv) -> Iterator[Any]:
-    c = api_client(cluster.kubeconfig)
-    yield c
-    c.close()
 
 
 @pytest.fixture

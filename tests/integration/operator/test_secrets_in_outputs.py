@@ -30,7 +30,6 @@ import pytest
 from authz_operator.kube import Kube
 from devenv import netns, paths, procs
 from tests.conftest import DevEnv
-from tests.support.kube import api_client
 
 from .helpers import NAME, OperatorProcess, phase_is, resource_stream, until
 from .test_migrations import V1, V2, service_cr
@@ -71,13 +70,6 @@ class PrivateRedis:
 def distinctive() -> dict[str, str]:
     """Values no output could contain by chance."""
     return {k: f"{k}-{secrets.token_hex(16)}" for k in ("jwtcur", "jwtprev", "dbpw", "redispw")}
-
-
-@pytest.fixture
-def api(cluster: DevEnv) -> Iterator[Any]:
-    c = api_client(cluster.kubeconfig)
-    yield c
-    c.close()
 
 
 @pytest.fixture
