@@ -72,14 +72,19 @@ async def recovered(client: Client) -> bool:
     return resp.status == 201
 
 
+async def create_one(client: Client) -> str:
+    """One authorization made while the database answers, for the outage to reach."""
+    resp = await client.post(API, json=create_body(), headers=ADMIN)
+    assert resp.status == 201
+    return str((await resp.json())["id"])
+
+
 async def test_a_hung_database_answers_503_in_bounded_time_and_recovers(
     database: PrivatePostgres, private_redis: PrivateRedis, start: ClientFactory
 ) -> None:
     config = fault_config(database, private_redis)
     client = await start(config)
-    resp = await client.post(API, json=create_body(), headers=ADMIN)
-    assert resp.status == 201
-    existing = (await resp.json())["id"]
+    existing = await create_one(client)
 
     frozen = await asyncio.to_thread(database.freeze)
     assert len(frozen) > 1  # the postmaster and its children
@@ -113,9 +118,7 @@ async def test_a_stopped_database_answers_503_and_a_restart_is_found_without_a_r
 ) -> None:
     config = fault_config(database, private_redis)
     client = await start(config)
-    resp = await client.post(API, json=create_body(), headers=ADMIN)
-    assert resp.status == 201
-    existing = (await resp.json())["id"]
+    existing = await create_one(client)
 
     await asyncio.to_thread(database.stop)
     answers = await outage_requests(client, existing)
