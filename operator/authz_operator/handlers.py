@@ -9,7 +9,6 @@ garbage collector remove the children.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -58,11 +57,6 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo["reconciler"] = Reconciler(kube)
 
 
-# How long the loop keeps turning after kopf cancelled its watch streams: their TLS
-# connections finish closing (close_notify and the peer's answer) only while it runs.
-TRANSPORTS_CLOSE_SECONDS = 0.5
-
-
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     reconciler = memo.get("reconciler")
@@ -71,12 +65,6 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     server = memo.get("metrics")
     if isinstance(server, metrics.Server):
         server.stop()
-    # kopf runs this after every watch stream is cancelled and closes the event loop right
-    # after it (with aiohttp >= 3.12.4 kopf no longer waits itself, kopf/_kits/runner.py).
-    # Transports cancelled mid-stream are then left half-closed and the garbage collector
-    # finds them later (ResourceWarning: unclosed transport, in whatever runs next): the
-    # graceful shutdown aiohttp's documentation describes is a short wait here.
-    await asyncio.sleep(TRANSPORTS_CLOSE_SECONDS)
 
 
 def _reconciler(memo: kopf.Memo) -> Reconciler:

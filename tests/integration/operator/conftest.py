@@ -1,11 +1,10 @@
-"""Fixtures for running the real operator (in-process, kopf's KopfRunner) against the local
+"""Fixtures for running the real operator (in-process, see inprocess.py) against the local
 API server: the CRD installed, a recorder of every HTTP request the operator sends, the
 operator itself confined to the test's namespace, and helpers to wait by polling with
 short deadlines."""
 
 from __future__ import annotations
 
-import gc
 import os
 import secrets
 import subprocess
@@ -29,10 +28,11 @@ import aiohttp
 import psycopg
 import pytest
 import urllib3
-from kopf.testing import KopfRunner
 
 from authz_operator.kube import Kube
 from tests.conftest import DevEnv
+
+from .inprocess import Operator
 
 ROOT = Path(__file__).resolve().parents[3]
 CRD = ROOT / "crds" / "authorizationservices.rwadurian.io.yaml"
@@ -52,7 +52,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60) -> T
 
 
 def measured(what: str, value: float, unit: str) -> None:
-    """Report a number for the issue note (KopfRunner swaps sys.stdout, so bypass it)."""
+    """Report a number for the issue note (on the real stderr: pytest captures sys.stderr)."""
     print(f"measured: {what}: {value:.2f} {unit}", file=sys.__stderr__)
 
 
@@ -125,29 +125,6 @@ def kube(cluster: DevEnv) -> Iterator[Kube]:
     k.field_manager = "pytest"  # what a user's `kubectl apply --server-side` would be
     yield k
     k.close()
-
-
-@dataclass
-class Operator:
-    namespace: str
-    runner: KopfRunner | None = None
-
-    def start(self) -> None:
-        self.runner = KopfRunner(
-            ["run", "-m", "authz_operator.handlers", "--standalone", "-n", self.namespace],
-            timeout=60)
-        self.runner.__enter__()
-
-    def stop(self) -> None:
-        runner, self.runner = self.runner, None
-        if runner is not None:
-            runner.__exit__(None, None, None)
-            # Anything the operator's loop left open (a session, a TLS transport) is found
-            # here, so the warning fails the test that leaked it, not whichever test the
-            # garbage collector happens to run in later.
-            gc.collect()
-            outcome: tuple[object, object] = (runner.exception, runner.exit_code)
-            assert outcome == (None, 0), runner.output
 
 
 @pytest.fixture
