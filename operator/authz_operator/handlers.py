@@ -18,7 +18,8 @@ from typing import Any
 
 import kopf
 
-from authz_operator import kinds, metrics, resources
+from authz_operator import indexes, kinds, metrics, resources
+from authz_operator.cache import WatchCache
 from authz_operator.kube import Kube, KubeError
 from authz_operator.main import CLUSTER_PEERING_ENV
 from authz_operator.reconciler import Reconciler
@@ -37,7 +38,7 @@ RECONCILE, SECRET_CHANGED, GONE = "reconcile", "secret_changed", "resource_gone"
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     # kopf's own bookkeeping goes to annotations under our prefix: status has one writer (us).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=ANNOTATION_PREFIX)
@@ -55,7 +56,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     if metrics_port and not isinstance(memo.get("metrics"), metrics.Server):
         memo["metrics"] = metrics.Server(int(metrics_port))
     kube = Kube.connect(os.environ.get("AUTHZ_KUBECONFIG") or None)
-    memo["reconciler"] = Reconciler(kube)
+    # Reconciles read children, Jobs, pods, ReplicaSets and Secrets from kopf's indexes
+    # (cache.py says what kopf guarantees); the indexes exist from now on, filled before
+    # any resource handler runs.
+    memo["reconciler"] = Reconciler(kube, reads=WatchCache(kube, indexes.from_kwargs(kwargs)))
 
 
 # How long the loop keeps turning after kopf cancelled its watch streams: their TLS
@@ -124,12 +128,18 @@ def _reconcile_quietly(memo: kopf.Memo, namespace: str, name: str, why: str,
             time.sleep(2**attempt)  # a worker thread of kopf's executor, not the event loop
 
 
-def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo,
+def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo, type: str | None,
               resource: kopf.Resource, **_: Any) -> None:
     """A child was changed or deleted (by us, a controller or a person): reconcile the owner."""
     owner = _owner_name(body)
-    if owner is None and body.get("kind") == "Pod":
+    if owner is None and body.get("kind") in ("Pod", "ReplicaSet"):
         owner = (body.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/instance")
+    if type == "DELETED" and namespace:
+        reads = _reconciler(memo).reads
+        if isinstance(reads, WatchCache):   # the index has dropped it: drop our copy too
+            meta = body.get("metadata", {})
+            reads.forget(str(body.get("kind")), namespace, str(meta.get("name")),
+                         meta.get("uid"))
     if owner and namespace:
         _reconcile_quietly(memo, namespace, owner, f"{body.get('kind')} event",
                            child_handler(resource.plural))
@@ -141,6 +151,18 @@ def child_handler(plural: str) -> str:
 
 for _group, _version, _plural in CHILD_RESOURCES:
     kopf.on.event(_group, _version, _plural, labels=OWNED, id=child_handler(_plural))(_on_child)
+
+
+def _orphaned(body: kopf.Body, **_: Any) -> bool:
+    return not any(ref.get("controller") for ref in body.get("metadata", {}).get(
+        "ownerReferences") or [])
+
+
+# An orphaned ReplicaSet (lifecycle.selector) wakes its resource: the reconcile that adopts
+# it must not depend on which of two watches (Deployments, ReplicaSets) is delivered first.
+ORPHANED_REPLICA_SET = child_handler(kinds.REPLICA_SET.plural)
+kopf.on.event(kinds.REPLICA_SET.group, kinds.REPLICA_SET.version, kinds.REPLICA_SET.plural,
+              labels=OWNED, when=_orphaned, id=ORPHANED_REPLICA_SET)(_on_child)
 
 
 @kopf.on.event(*CR, id=GONE)

@@ -128,17 +128,23 @@ class Kube:
         return result
 
     def delete(self, kind: str, namespace: str, name: str, uid: str | None = None,
-               orphan: bool = False) -> None:
-        """Delete, with the dependents (Background) or leaving them be (`orphan`)."""
+               orphan: bool = False) -> Obj | None:
+        """Delete, with the dependents (Background) or leaving them be (`orphan`). Returns
+        what the API server answered: the object while finalizers keep it (an orphaning
+        delete), else a Status; None when it was gone already (404) or `uid` is no longer
+        its uid (409)."""
         body: Obj = {"apiVersion": "v1", "kind": "DeleteOptions",
                      "propagationPolicy": "Orphan" if orphan else "Background"}
         if uid is not None:
             body["preconditions"] = {"uid": uid}
         try:
-            self._call("DELETE", KINDS[kind].path(namespace, name), body=body)
+            result: Obj | None = self._call("DELETE", KINDS[kind].path(namespace, name),
+                                            body=body)
         except KubeError as exc:
             if exc.status not in (404, 409):
                 raise
+            return None
+        return result
 
     def patch_status(self, namespace: str, name: str, old: Mapping[str, Any],
                      new: Mapping[str, Any]) -> Obj:
