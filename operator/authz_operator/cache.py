@@ -138,15 +138,20 @@ class Written:
 
 @dataclass(frozen=True)
 class Gone:
-    """Hide the object with this uid, at most at version `upto` (None: any version)."""
+    """Hide the object with this uid (None: whatever its uid), at most at version `upto`
+    (None: any version)."""
 
-    uid: str
+    uid: str | None
     upto: int | None = None
 
     def hides(self, obj: Mapping[str, Any]) -> bool:
-        if (obj.get("metadata") or {}).get("uid") != self.uid:
+        if self.uid is not None and (obj.get("metadata") or {}).get("uid") != self.uid:
             return False
         rv = trim.resource_version(obj)
+        return self.upto is None or rv is None or rv <= self.upto
+
+    def hides_secret(self, view: SecretView) -> bool:
+        rv = int(view.resource_version) if view.resource_version.isdigit() else None
         return self.upto is None or rv is None or rv <= self.upto
 
 
@@ -208,6 +213,12 @@ class WatchCache:
     def secret(self, namespace: str, name: str) -> SecretView | None:
         views = [v for v in values(self.indexes.get("Secret"), (namespace, name))
                  if isinstance(v, SecretView)]
+        with self._lock:
+            gone = self._gone.get(("Secret", namespace, name))
+            if gone is not None and not views:
+                del self._gone[("Secret", namespace, name)]
+            elif gone is not None:
+                views = [v for v in views if not gone.hides_secret(v)]
         if not views:
             return None
         return max(views, key=lambda v: int(v.resource_version)
@@ -277,7 +288,7 @@ class WatchCache:
         with self._lock:
             gone = self._gone.get(key)
             if gone is not None:
-                if not any(_uid(o) == gone.uid for o in cached):
+                if not any(gone.uid in (None, _uid(o)) for o in cached):
                     del self._gone[key]      # the watch dropped it too
                     gone = None
                 else:

@@ -19,10 +19,11 @@ from typing import Any
 import kopf
 
 from authz_operator import indexes, kinds, metrics, resources
-from authz_operator.cache import WatchCache
+from authz_operator.cache import WatchCache, values
 from authz_operator.kube import Kube, KubeError
 from authz_operator.main import CLUSTER_PEERING_ENV
 from authz_operator.reconciler import Reconciler
+from authz_operator.resync import Relists, Resync
 from authz_operator.spec import GROUP, KIND, PLURAL, VERSION, raw_secret_names
 
 log = logging.getLogger("authz_operator.handlers")
@@ -35,6 +36,7 @@ RETRIES = 3
 # Handler ids: kopf's, and the `handler` label of authz_operator_reconciles_total and
 # authz_operator_handler_errors_total.
 RECONCILE, SECRET_CHANGED, GONE = "reconcile", "secret_changed", "resource_gone"
+RESYNC = "resync"   # not a kopf handler: resync.py wakes a resource whose child was deleted
 
 
 @kopf.on.startup()
@@ -59,7 +61,21 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
     # Reconciles read children, Jobs, pods, ReplicaSets and Secrets from kopf's indexes
     # (cache.py says what kopf guarantees); the indexes exist from now on, filled before
     # any resource handler runs.
-    memo["reconciler"] = Reconciler(kube, reads=WatchCache(kube, indexes.from_kwargs(kwargs)))
+    cache = WatchCache(kube, indexes.from_kwargs(kwargs))
+    memo["reconciler"] = Reconciler(kube, reads=cache)
+    refs: kopf.Index[tuple[str, str], str] = kwargs["secret_refs"]
+
+    def wake(namespace: str, name: str, why: str) -> None:
+        _reconcile_quietly(memo, namespace, name, why, RESYNC)
+
+    def readers(namespace: str, secret: str) -> list[str]:
+        return sorted(set(values(refs, (namespace, secret))))
+
+    previous = memo.get("resync")
+    if isinstance(previous, Resync):   # an earlier run in this process (tests)
+        previous.stop()
+    memo["resync"] = resync = Resync(cache, kube, Relists(), wake, readers)
+    resync.start()
 
 
 # How long the loop keeps turning after kopf cancelled its watch streams: their TLS
@@ -69,6 +85,9 @@ TRANSPORTS_CLOSE_SECONDS = 0.5
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    resync = memo.get("resync")
+    if isinstance(resync, Resync):
+        resync.stop()
     reconciler = memo.get("reconciler")
     if isinstance(reconciler, Reconciler):
         reconciler.kube.close()
@@ -134,15 +153,22 @@ def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo, type: str
     owner = _owner_name(body)
     if owner is None and body.get("kind") in ("Pod", "ReplicaSet"):
         owner = (body.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/instance")
+    if type is None:   # noticed by a listing: the operator's start, or a watch listing again
+        _noticed(memo, str(resource.kind))
     if type == "DELETED" and namespace:
         reads = _reconciler(memo).reads
         if isinstance(reads, WatchCache):   # the index has dropped it: drop our copy too
             meta = body.get("metadata", {})
-            reads.forget(str(body.get("kind")), namespace, str(meta.get("name")),
-                         meta.get("uid"))
+            reads.forget(str(resource.kind), namespace, str(meta.get("name")), meta.get("uid"))
     if owner and namespace:
         _reconcile_quietly(memo, namespace, owner, f"{body.get('kind')} event",
                            child_handler(resource.plural))
+
+
+def _noticed(memo: kopf.Memo, kind: str) -> None:
+    resync = memo.get("resync")
+    if isinstance(resync, Resync):
+        resync.relists.noticed(kind)
 
 
 def child_handler(plural: str) -> str:
@@ -191,6 +217,8 @@ def _is_referenced(namespace: str | None, name: str, **kwargs: Any) -> bool:
 def secret_changed(namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
     """A referenced Secret appeared, changed or vanished: reconcile its readers."""
     index: kopf.Index[tuple[str, str], str] = kwargs["secret_refs"]  # the index above
+    if kwargs.get("type") is None:
+        _noticed(memo, "Secret")
     if namespace is None:
         return
     for owner in sorted(set(index.get((namespace, name), []))):

@@ -83,7 +83,10 @@ OURS = {"app.kubernetes.io/managed-by": r.MANAGED_BY}
 
 def _register(kind: Kind, entry: Any, labels: Mapping[str, str] | None = None) -> None:
     async def index(body: kopf.Body, **_: Any) -> dict[IndexKey, Any]:
-        return dict(entry(body))
+        raw = dict(body)   # listed items carry their kind only as kopf fills it in: be sure
+        raw.setdefault("kind", kind.kind)
+        raw.setdefault("apiVersion", kind.api_version)
+        return dict(entry(raw))
 
     kopf.index(kind.group, kind.version, kind.plural, id=INDEX_IDS[kind.kind],
                labels=dict(labels) if labels else None)(index)

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import kopf
+import pytest
 from kopf._cogs.configs import configuration
 from kopf._cogs.structs import bodies, ephemera, references
 from kopf._core.engines import indexing
@@ -15,6 +16,7 @@ from authz_operator import handlers, indexes, kinds
 from authz_operator import resources as r
 from authz_operator.cache import WatchCache
 from authz_operator.kinds import Kind
+from authz_operator.kube import Kube
 from authz_operator.lifecycle import SecretView
 
 from .samples import OWNER
@@ -97,3 +99,24 @@ async def test_a_secret_is_indexed_as_its_version_and_key_names() -> None:
         "data": {"jwt-secret": "czNjcjN0"}})
     assert idx.cache.secret(NS, "s") == SecretView("9", frozenset({"jwt-secret"}))
     assert "czNjcjN0" not in repr(dict(idx.indexers.indices[indexes.INDEX_IDS["Secret"]]))
+
+
+def test_startup_gives_the_reconciler_the_cache_over_kopfs_indexes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from authz_operator.resync import Resync
+
+    idx = Indexers()
+    kwargs = {str(k): v for k, v in idx.indexers.indices.items()}
+    monkeypatch.setattr(Kube, "connect", classmethod(lambda cls, path=None: None))
+    monkeypatch.delenv("AUTHZ_METRICS_PORT", raising=False)
+    memo = kopf.Memo()
+    configure: Any = handlers.configure   # kopf's decorator types it as an activity
+    configure(settings=kopf.OperatorSettings(), memo=memo, **kwargs)
+    try:
+        reads = memo["reconciler"].reads
+        assert isinstance(reads, WatchCache)
+        assert reads.indexes["Deployment"] is idx.indexers.indices["authz_deployments"]
+    finally:
+        resync = memo["resync"]
+        assert isinstance(resync, Resync)
+        resync.stop()
