@@ -27,14 +27,15 @@ import kopf
 from authz_operator import kinds, trim
 from authz_operator import resources as r
 from authz_operator.kinds import Kind
-from authz_operator.labels import LABEL_INSTANCE
+from authz_operator.labels import LABEL_INSTANCE, LABEL_NAME
 
 IndexKey = tuple[str, str]
 INDEX_IDS: dict[str, str] = {
     k.kind: f"authz_{k.plural}"
     for k in (*(c.kind for c in kinds.CHILDREN), kinds.JOB, kinds.POD, kinds.REPLICA_SET,
               kinds.SECRET)}
-SERVING_LABELS = {"app.kubernetes.io/managed-by": r.MANAGED_BY,
+# The serving selector's labels but the instance (the index's key), and ours.
+SERVING_LABELS = {"app.kubernetes.io/managed-by": r.MANAGED_BY, LABEL_NAME: r.APP_NAME,
                   r.LABEL_COMPONENT: str(r.Component.SERVER)}
 
 

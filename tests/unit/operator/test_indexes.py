@@ -120,3 +120,16 @@ def test_startup_gives_the_reconciler_the_cache_over_kopfs_indexes(
         resync = memo["resync"]
         assert isinstance(resync, Resync)
         resync.stop()
+
+
+async def test_serving_pods_are_indexed_by_their_resource_and_others_are_not() -> None:
+    idx = Indexers()
+
+    def pod(name: str, component: r.Component) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": NS, "uid": name, "resourceVersion": "2",
+                             "labels": r.pod_labels(OWNER.name, "img:1", component)},
+                "spec": {"containers": [{"name": "c", "image": "img:1"}]}, "status": {}}
+    await idx.event(kinds.POD, pod("serving", r.Component.SERVER))
+    await idx.event(kinds.POD, pod("migrating", r.Component.MIGRATION))
+    assert [p["metadata"]["name"] for p in idx.cache.pods(NS, OWNER.name)] == ["serving"]
