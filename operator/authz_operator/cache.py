@@ -179,7 +179,8 @@ def _not_older(cached: Obj | None, written: Obj) -> bool:
 class WatchCache:
     """kopf's indexes (by kind: `indexes.INDEX_IDS`), our writes over them, and a GET for
     a child that is about to be created (the watch sees only objects that resources own:
-    someone else's object of that name shows only to a GET, and must not be overwritten)."""
+    someone else's object of that name shows only to a GET, and must not be overwritten)
+    and for a Secret the cache does not have (it is reported missing otherwise)."""
 
     def __init__(self, kube: Kube, indexes: Mapping[str, Index],
                  clock: Callable[[], float] = time.monotonic, ttl: float = WRITTEN_TTL) -> None:
@@ -220,7 +221,10 @@ class WatchCache:
             elif gone is not None:
                 views = [v for v in views if not gone.hides_secret(v)]
         if not views:
-            return None
+            # Confirmed: a Secret made just before the resource may not have reached the
+            # cache yet (another watch), and a missing Secret is reported and holds the
+            # Deployment. While it is missing, each reconcile asks again (a GET).
+            return self.kube.secret_view(namespace, name)
         return max(views, key=lambda v: int(v.resource_version)
                    if v.resource_version.isdigit() else 0)
 

@@ -41,6 +41,10 @@ class Reads:
         self.gets.append((kind, name))
         return copy.deepcopy(self.objects.get((kind, name)))
 
+    def secret_view(self, namespace: str, name: str) -> SecretView | None:
+        self.gets.append(("Secret", name))
+        return SecretView("2", frozenset({"k"})) if name == "made-just-now" else None
+
 
 class Clock:
     def __init__(self) -> None:
@@ -179,12 +183,16 @@ def test_an_opaque_resource_version_trusts_the_watch() -> None:
     assert rv(c.child("Service", NS, "a", False)) == "opaque"
 
 
-def test_the_newest_secret_view() -> None:
+def test_the_newest_secret_view_and_an_absent_one_confirmed() -> None:
     views: dict[Any, list[Any]] = {(NS, "s"): [SecretView("3", frozenset({"a"})),
                                               SecretView("10", frozenset({"a", "b"}))]}
-    c = cache({"Secret": views})
+    api = Reads()
+    c = cache({"Secret": views}, api)
     assert c.secret(NS, "s") == SecretView("10", frozenset({"a", "b"}))
+    assert api.gets == []
     assert c.secret(NS, "missing") is None
+    assert c.secret(NS, "made-just-now") == SecretView("2", frozenset({"k"}))
+    assert api.gets == [("Secret", "missing"), ("Secret", "made-just-now")]
 
 
 class Flaky(dict[Any, Any]):

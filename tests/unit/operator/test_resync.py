@@ -59,6 +59,9 @@ class Api:
         self.listed = listed
         self.calls: list[tuple[str, str, str]] = []
 
+    def secret_view(self, namespace: str, name: str) -> None:
+        return None
+
     def list_metadata(self, kind: str, namespace: str,
                       label_selector: str = "") -> tuple[list[dict[str, Any]], int]:
         self.calls.append((kind, namespace, label_selector))
