@@ -17,10 +17,12 @@ from typing import Any
 
 import kopf
 
-from authz_operator import kinds, metrics, resources
+from authz_operator import indexes, kinds, metrics, resources
+from authz_operator.cache import WatchCache, values
 from authz_operator.kube import Kube, KubeError
 from authz_operator.main import CLUSTER_PEERING_ENV
 from authz_operator.reconciler import Reconciler
+from authz_operator.resync import Relists, Resync
 from authz_operator.spec import GROUP, KIND, PLURAL, VERSION, raw_secret_names
 
 log = logging.getLogger("authz_operator.handlers")
@@ -33,10 +35,11 @@ RETRIES = 3
 # Handler ids: kopf's, and the `handler` label of authz_operator_reconciles_total and
 # authz_operator_handler_errors_total.
 RECONCILE, SECRET_CHANGED, GONE = "reconcile", "secret_changed", "resource_gone"
+RESYNC = "resync"   # not a kopf handler: resync.py wakes a resource whose child was deleted
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     # kopf's own bookkeeping goes to annotations under our prefix: status has one writer (us).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=ANNOTATION_PREFIX)
@@ -54,11 +57,31 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     if metrics_port and not isinstance(memo.get("metrics"), metrics.Server):
         memo["metrics"] = metrics.Server(int(metrics_port))
     kube = Kube.connect(os.environ.get("AUTHZ_KUBECONFIG") or None)
-    memo["reconciler"] = Reconciler(kube)
+    # Reconciles read children, Jobs, pods, ReplicaSets and Secrets from kopf's indexes
+    # (cache.py says what kopf guarantees); the indexes exist from now on, filled before
+    # any resource handler runs.
+    cache = WatchCache(kube, indexes.from_kwargs(kwargs))
+    memo["reconciler"] = Reconciler(kube, reads=cache)
+    refs: kopf.Index[tuple[str, str], str] = kwargs["secret_refs"]
+
+    def wake(namespace: str, name: str, why: str) -> None:
+        _reconcile_quietly(memo, namespace, name, why, RESYNC)
+
+    def readers(namespace: str, secret: str) -> list[str]:
+        return sorted(set(values(refs, (namespace, secret))))
+
+    previous = memo.get("resync")
+    if isinstance(previous, Resync):   # an earlier run in this process (tests)
+        previous.stop()
+    memo["resync"] = resync = Resync(cache, kube, Relists(), wake, readers)
+    resync.start()
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    resync = memo.get("resync")
+    if isinstance(resync, Resync):
+        resync.stop()
     reconciler = memo.get("reconciler")
     if isinstance(reconciler, Reconciler):
         reconciler.kube.close()
@@ -112,15 +135,28 @@ def _reconcile_quietly(memo: kopf.Memo, namespace: str, name: str, why: str,
             time.sleep(2**attempt)  # a worker thread of kopf's executor, not the event loop
 
 
-def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo,
+def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo, type: str | None,
               resource: kopf.Resource, **_: Any) -> None:
     """A child was changed or deleted (by us, a controller or a person): reconcile the owner."""
     owner = _owner_name(body)
-    if owner is None and body.get("kind") == "Pod":
+    if owner is None and body.get("kind") in ("Pod", "ReplicaSet"):
         owner = (body.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/instance")
+    if type is None:   # noticed by a listing: the operator's start, or a watch listing again
+        _noticed(memo, str(resource.kind))
+    if type == "DELETED" and namespace:
+        reads = _reconciler(memo).reads
+        if isinstance(reads, WatchCache):   # the index has dropped it: drop our copy too
+            meta = body.get("metadata", {})
+            reads.forget(str(resource.kind), namespace, str(meta.get("name")), meta.get("uid"))
     if owner and namespace:
         _reconcile_quietly(memo, namespace, owner, f"{body.get('kind')} event",
                            child_handler(resource.plural))
+
+
+def _noticed(memo: kopf.Memo, kind: str) -> None:
+    resync = memo.get("resync")
+    if isinstance(resync, Resync):
+        resync.relists.noticed(kind)
 
 
 def child_handler(plural: str) -> str:
@@ -129,6 +165,18 @@ def child_handler(plural: str) -> str:
 
 for _group, _version, _plural in CHILD_RESOURCES:
     kopf.on.event(_group, _version, _plural, labels=OWNED, id=child_handler(_plural))(_on_child)
+
+
+def _orphaned(body: kopf.Body, **_: Any) -> bool:
+    return not any(ref.get("controller") for ref in body.get("metadata", {}).get(
+        "ownerReferences") or [])
+
+
+# An orphaned ReplicaSet (lifecycle.selector) wakes its resource: the reconcile that adopts
+# it must not depend on which of two watches (Deployments, ReplicaSets) is delivered first.
+ORPHANED_REPLICA_SET = child_handler(kinds.REPLICA_SET.plural)
+kopf.on.event(kinds.REPLICA_SET.group, kinds.REPLICA_SET.version, kinds.REPLICA_SET.plural,
+              labels=OWNED, when=_orphaned, id=ORPHANED_REPLICA_SET)(_on_child)
 
 
 @kopf.on.event(*CR, id=GONE)
@@ -157,6 +205,8 @@ def _is_referenced(namespace: str | None, name: str, **kwargs: Any) -> bool:
 def secret_changed(namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
     """A referenced Secret appeared, changed or vanished: reconcile its readers."""
     index: kopf.Index[tuple[str, str], str] = kwargs["secret_refs"]  # the index above
+    if kwargs.get("type") is None:
+        _noticed(memo, "Secret")
     if namespace is None:
         return
     for owner in sorted(set(index.get((namespace, name), []))):

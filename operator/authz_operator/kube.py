@@ -69,8 +69,9 @@ class Kube:
     # -- HTTP ------------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
-              body: Any = None, content_type: str = "application/json") -> Any:
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+              body: Any = None, content_type: str = "application/json",
+              accept: str = "application/json") -> Any:
+        headers = {"Accept": accept, "Content-Type": content_type}
         m, url, hdrs, data, _ = self.api.param_serialize(
             method=method, resource_path=path, query_params=query or [], header_params=headers,
             body=body, auth_settings=["BearerToken"])
@@ -89,6 +90,17 @@ class Kube:
         return json.loads(raw) if raw else None
 
     # -- objects ---------------------------------------------------------------------------
+
+    def list_metadata(self, kind: str, namespace: str,
+                      label_selector: str = "") -> tuple[list[Obj], int | None]:
+        """The objects' metadata only (PartialObjectMetadataList: no spec, no Secret value),
+        and the list's resourceVersion as a number (`trim.resource_version`)."""
+        query = [("labelSelector", label_selector)] if label_selector else []
+        out = self._call("GET", KINDS[kind].path(namespace), query=query,
+                         accept="application/json;as=PartialObjectMetadataList;"
+                                "g=meta.k8s.io;v=v1, application/json")
+        version = str((out.get("metadata") or {}).get("resourceVersion") or "")
+        return list(out.get("items") or []), int(version) if version.isdigit() else None
 
     def get(self, kind: str, namespace: str, name: str) -> Obj | None:
         try:
@@ -128,17 +140,23 @@ class Kube:
         return result
 
     def delete(self, kind: str, namespace: str, name: str, uid: str | None = None,
-               orphan: bool = False) -> None:
-        """Delete, with the dependents (Background) or leaving them be (`orphan`)."""
+               orphan: bool = False) -> Obj | None:
+        """Delete, with the dependents (Background) or leaving them be (`orphan`). Returns
+        what the API server answered: the object while finalizers keep it (an orphaning
+        delete), else a Status; None when it was gone already (404) or `uid` is no longer
+        its uid (409)."""
         body: Obj = {"apiVersion": "v1", "kind": "DeleteOptions",
                      "propagationPolicy": "Orphan" if orphan else "Background"}
         if uid is not None:
             body["preconditions"] = {"uid": uid}
         try:
-            self._call("DELETE", KINDS[kind].path(namespace, name), body=body)
+            result: Obj | None = self._call("DELETE", KINDS[kind].path(namespace, name),
+                                            body=body)
         except KubeError as exc:
             if exc.status not in (404, 409):
                 raise
+            return None
+        return result
 
     def patch_status(self, namespace: str, name: str, old: Mapping[str, Any],
                      new: Mapping[str, Any]) -> Obj:

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from authz_operator import lifecycle, metrics, resources
+from authz_operator.cache import ApiReads, Reads
 from authz_operator.diff import Change
 from authz_operator.kube import Kube
-from authz_operator.spec import SpecError, parse_spec
+from authz_operator.spec import Spec, SpecError, parse_spec
 from authz_operator.workload import JobState, job_state
 
 log = logging.getLogger("authz_operator.reconciler")
@@ -30,7 +31,17 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def observe(kube: Kube, body: Obj, now: datetime.datetime) -> lifecycle.Observed:
+def wanted_kinds(spec: Spec, owner: resources.Owner) -> frozenset[str]:
+    """The children this spec wants, whatever the target (a builder's None: not wanted)."""
+    desired = resources.desired_children(spec, owner, resources.target_from_spec(spec, {}))
+    return frozenset(kind for kind, obj in desired.items() if obj is not None)
+
+
+def observe(kube: Kube, body: Obj, now: datetime.datetime,
+            reads: Reads | None = None) -> lifecycle.Observed:
+    """Everything `lifecycle.decide` needs; the resource itself is `body` (a GET), the rest
+    comes from `reads` (the watch cache in the operator, a request each without one)."""
+    reads = reads or ApiReads(kube)
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     owner = resources.Owner(name=name, namespace=namespace, uid=meta["uid"])
@@ -39,24 +50,28 @@ def observe(kube: Kube, body: Obj, now: datetime.datetime) -> lifecycle.Observed
         spec = parse_spec(body.get("spec") or {})
     except SpecError as exc:
         spec = exc
-    children = {kind: kube.get(kind, namespace, resources.child_name(name, kind))
+    wanted = wanted_kinds(spec, owner) if isinstance(spec, Spec) and not spec.paused \
+        else frozenset()
+    children = {kind: reads.child(kind, namespace, resources.child_name(name, kind),
+                                  confirm_absent=kind in wanted)
                 for kind in resources.OWNED_KINDS}
     secrets: dict[str, lifecycle.SecretView | None] = {}
     if not isinstance(spec, SpecError):
         for secret in spec.secret_names():
-            secrets[secret] = kube.secret_view(namespace, secret)
+            secrets[secret] = reads.secret(namespace, secret)
     status = body.get("status") or {}
-    jobs, results = _observe_jobs(kube, namespace, owner, status.get("migration") or {})
+    jobs, results = _observe_jobs(kube, reads, namespace, owner, status.get("migration") or {})
     dep = children.get("Deployment")
     pods: list[Obj] = []
     dep_status = (dep or {}).get("status") or {}
     rolling = dep is not None and bool(dep_status.get("unavailableReplicas") or int(
         dep_status.get("updatedReplicas", 0)) < int(dep_status.get("replicas", 0)))
     if rolling:
-        pods = kube.list("Pod", namespace, _selector(resources.serving_selector(name)))
+        pods = reads.pods(namespace, name)
     # Every reconcile: orphans of a replaced Deployment (lifecycle.selector) are found
-    # whenever they exist, whoever orphaned them (one list; the Deployment's own included).
-    replica_sets = kube.list("ReplicaSet", namespace, _selector(resources.selector_labels(name)))
+    # whenever they exist, whoever orphaned them (the Deployment's own ones too, by a LIST;
+    # only the orphaned ones, from the watch cache).
+    replica_sets = reads.replica_sets(namespace, name)
     return lifecycle.Observed(
         owner=owner,
         generation=int(meta.get("generation", 1)),
@@ -73,16 +88,11 @@ def observe(kube: Kube, body: Obj, now: datetime.datetime) -> lifecycle.Observed
     )
 
 
-_selector = resources.selector_string
-
-
-def _observe_jobs(kube: Kube, namespace: str, owner: resources.Owner,
+def _observe_jobs(kube: Kube, reads: Reads, namespace: str, owner: resources.Owner,
                   migration: dict[str, Any]) -> tuple[dict[str, Obj], dict[str, str]]:
     """The resource's migration Jobs, and the termination message of each finished Job whose
     outcome status does not record yet (none at all when idle)."""
-    selector = _selector({"app.kubernetes.io/instance": owner.name,
-                          "app.kubernetes.io/managed-by": resources.MANAGED_BY})
-    jobs = {j["metadata"]["name"]: j for j in kube.list("Job", namespace, selector)
+    jobs = {j["metadata"]["name"]: j for j in reads.jobs(namespace, owner.name)
             if lifecycle.controlled_by(j, owner)}
     results: dict[str, str] = {}
     newest = int(migration.get("revision") or 0)
@@ -101,7 +111,10 @@ def _observe_jobs(kube: Kube, namespace: str, owner: resources.Owner,
 
 
 def termination_message(kube: Kube, namespace: str, job: str) -> str | None:
-    """The migrate container's termination message from the Job's latest finished pod."""
+    """The migrate container's termination message from the Job's latest finished pod.
+
+    A LIST, not the watch cache: it runs once per finished migration Job (until status
+    records the outcome), not per reconcile, and the cache keeps no Job pods."""
     best: tuple[str, str] | None = None
     for pod in kube.list("Pod", namespace, f"batch.kubernetes.io/job-name={job}"):
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
@@ -116,25 +129,36 @@ def termination_message(kube: Kube, namespace: str, job: str) -> str | None:
     return None if best is None else best[1]
 
 
-def act(kube: Kube, body: Obj, observed: lifecycle.Observed, plan: lifecycle.Plan) -> None:
+def act(kube: Kube, body: Obj, observed: lifecycle.Observed, plan: lifecycle.Plan,
+        reads: Reads | None = None) -> None:
+    """Carry the plan out; tell `reads` what was written, so the next reconcile sees it even
+    before the watch delivers it."""
+    def wrote(obj: Obj | None) -> None:
+        if reads is not None:
+            reads.wrote(obj)
+
+    def deleted(kind: str, child: str, uid: str | None, response: Obj | None) -> None:
+        if reads is not None:
+            reads.deleted(kind, namespace, child, uid, response)
+
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     for item in plan.applies:
         if item.change is Change.DRIFT:
-            kube.overwrite(item.obj)  # drop what others added to our lists, then own it again
-        kube.apply(item.obj)
+            # drop what others added to our lists, then own it again
+            wrote(kube.overwrite(item.obj))
+        wrote(kube.apply(item.obj))
         if item.handover_replicas:  # our later applies leave replicas out: keep it anyway
-            kube.apply(resources.replicas_only(item.obj), resources.REPLICAS_MANAGER)
+            wrote(kube.apply(resources.replicas_only(item.obj), resources.REPLICAS_MANAGER))
         log.info("%s/%s: %s %s %s", namespace, name, item.change.value, item.kind, item.name)
     for kind, child in plan.orphans:
-        live = observed.children.get(kind)
-        kube.delete(kind, namespace, child, uid=live["metadata"]["uid"] if live else None,
-                    orphan=True)
+        uid = _uid(observed.children.get(kind))
+        deleted(kind, child, uid, kube.delete(kind, namespace, child, uid=uid, orphan=True))
         log.info("%s/%s: deleted %s %s, its dependents orphaned", namespace, name, kind, child)
     for kind, child in plan.deletes:
-        live = observed.children.get(kind)
-        uid = live["metadata"]["uid"] if live else None
-        kube.delete(kind, namespace, child, uid=uid)
+        uid = _uid(observed.children.get(kind)) if kind != "ReplicaSet" else _uid(next(
+            (rs for rs in observed.replica_sets if rs["metadata"]["name"] == child), None))
+        deleted(kind, child, uid, kube.delete(kind, namespace, child, uid=uid))
         log.info("%s/%s: deleted %s %s", namespace, name, kind, child)
     for event in plan.events:
         kube.post_event(body, event, observed.now)
@@ -143,8 +167,12 @@ def act(kube: Kube, body: Obj, observed: lifecycle.Observed, plan: lifecycle.Pla
         kube.patch_status(namespace, name, observed.status, plan.status)
 
 
-def reconcile(kube: Kube, namespace: str, name: str,
-              clock: Clock = utcnow, handler: str = "reconcile") -> lifecycle.Plan | None:
+def _uid(obj: Obj | None) -> str | None:
+    return str(obj["metadata"]["uid"]) if obj and obj["metadata"].get("uid") else None
+
+
+def reconcile(kube: Kube, namespace: str, name: str, clock: Clock = utcnow,
+              handler: str = "reconcile", reads: Reads | None = None) -> lifecycle.Plan | None:
     """Bring one AuthorizationService's children and status in line; None if it is gone.
     `handler` (the kopf handler that woke it) labels the metrics."""
     started = time.perf_counter()
@@ -153,9 +181,9 @@ def reconcile(kube: Kube, namespace: str, name: str,
         metrics.forget(namespace, name)
         return None  # owner references let the garbage collector remove the children
     try:
-        observed = observe(kube, body, clock())
+        observed = observe(kube, body, clock(), reads)
         plan = lifecycle.decide(observed)
-        act(kube, body, observed, plan)
+        act(kube, body, observed, plan, reads)
     except Exception:
         metrics.reconcile_failed(namespace, name, handler, time.perf_counter() - started)
         raise
@@ -168,9 +196,10 @@ def reconcile(kube: Kube, namespace: str, name: str,
 class Reconciler:
     """Serialises reconciles per resource and coalesces bursts."""
 
-    def __init__(self, kube: Kube, clock: Clock = utcnow) -> None:
+    def __init__(self, kube: Kube, clock: Clock = utcnow, reads: Reads | None = None) -> None:
         self.kube = kube
         self.clock = clock
+        self.reads = reads or ApiReads(kube)
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._waiting: set[tuple[str, str]] = set()
@@ -188,11 +217,11 @@ class Reconciler:
         with lock:
             with self._guard:
                 self._waiting.discard(key)
-            plan = reconcile(self.kube, namespace, name, self.clock, handler)
+            plan = reconcile(self.kube, namespace, name, self.clock, handler, self.reads)
             for _ in range(MAX_AGAIN):
                 if plan is None or not plan.again:
                     break
-                plan = reconcile(self.kube, namespace, name, self.clock, handler)
+                plan = reconcile(self.kube, namespace, name, self.clock, handler, self.reads)
             return plan
 
     def forget(self, namespace: str, name: str) -> None:

@@ -1,0 +1,319 @@
+"""What a reconcile reads besides its resource: from kopf's watches, not a request each time.
+
+`Reads` is what `reconciler.observe` asks for: the children, the migration Jobs, the serving
+pods, the orphaned ReplicaSets and the referenced Secrets of one resource. Two answers:
+
+- `ApiReads`: a GET or LIST per question (the operator before issue 11; the unit tests' fake
+  API and anything run without kopf use it).
+- `WatchCache`: kopf's indexes (`indexes.py`, fed by the watches kopf runs anyway), plus what
+  this process wrote and the watch has not delivered yet. No request in the steady state.
+
+What kopf 1.45.2 guarantees, and what it does not (kopf/_core/reactor/processing.py,
+kopf/_core/engines/indexing.py, docs/indexing.rst "Guarantees" and "Conditional indexing"):
+
+1. Pre-population: no resource handler runs before every index has seen the initial listing
+   of every indexed kind (`operator_indexed.wait_for(True)` in `process_resource_event`;
+   docs: "fully pre-populated before any other resource-related handlers are invoked"). A
+   resume after a restart therefore finds every child: it writes nothing (the zero-writes
+   test's restart).
+2. Order within one object: `process_resource_event` updates the indexes with an event
+   (`index_resource`) before it calls that event's handlers. A child's event handler wakes
+   a reconcile that sees at least that version of the child. Across objects and kinds there
+   is no order: one reconcile may see the new Deployment and an older Job.
+3. Deletion: a DELETED event removes the object's values from every index before the
+   handlers run; so does an object that stops matching an index's filters. Returning None
+   from an indexing function keeps the old values: the functions here return {} instead.
+4. Not guaranteed: a watch that restarts from a fresh LIST (`continuous_watch` after
+   "410 Gone", after a connection error while listing, or after a peering pause) re-indexes
+   the objects it lists but never removes one deleted meanwhile: no DELETED event comes for
+   it. `resync.py` finds such leftovers by a slow, periodic LIST and hides them here.
+5. Threads: the indexes are plain dicts changed only on the event loop; our handlers are
+   sync and reconcile in kopf's executor threads. docs/indexing.rst says indices "are safe
+   to be passed to threads"; each read here is one lookup and a `list()` copy of one store
+   (single operations under the GIL), and a copy that still meets a store changing size
+   (RuntimeError; possible without the GIL) is taken again.
+
+Read-your-writes: a reconcile's apply returns the object the API server stored; until the
+watch delivers that version (or a newer one), reads answer with it: otherwise the next
+reconcile, woken by the very event of its own write, could compare against the older copy
+and write again. A delete hides the deleted object (by uid) until the watch drops it.
+Newer is compared by resourceVersion as an integer (`trim.resource_version` says why that is
+acceptable). A written copy the watch never confirms (its kind's watch is down, the object
+was changed so it left the index) is trusted for `WRITTEN_TTL` seconds at most.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from authz_operator import resources as r
+from authz_operator import trim
+from authz_operator.kube import Kube
+from authz_operator.labels import LABEL_INSTANCE
+from authz_operator.lifecycle.model import SecretView
+
+Obj = dict[str, Any]
+Index = Mapping[Any, Iterable[Any]]   # kopf.Index: key -> kopf.Store (values)
+Key = tuple[str, str, str]            # (kind, namespace, name)
+WRITTEN_TTL = 300.0
+COPY_ATTEMPTS = 5
+
+
+class Reads(Protocol):
+    """Where `reconciler.observe` reads from, and what `reconciler.act` tells it it wrote."""
+
+    def child(self, kind: str, namespace: str, name: str, confirm_absent: bool) -> Obj | None:
+        """The child, or None. `confirm_absent`: an absent child is about to be created, so
+        make sure it is absent (not just someone else's, outside the watch)."""
+        ...
+
+    def jobs(self, namespace: str, owner: str) -> list[Obj]: ...
+    def pods(self, namespace: str, owner: str) -> list[Obj]: ...
+    def replica_sets(self, namespace: str, owner: str) -> list[Obj]: ...
+    def secret(self, namespace: str, name: str) -> SecretView | None: ...
+    def wrote(self, obj: Mapping[str, Any] | None) -> None: ...
+    def deleted(self, kind: str, namespace: str, name: str, uid: str | None,
+                response: Mapping[str, Any] | None) -> None: ...
+
+
+def _selector(labels: Mapping[str, str]) -> str:
+    return r.selector_string(dict(labels))
+
+
+def job_labels(owner: str) -> dict[str, str]:
+    return {LABEL_INSTANCE: owner, "app.kubernetes.io/managed-by": r.MANAGED_BY}
+
+
+class ApiReads:
+    """One request per question."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    def child(self, kind: str, namespace: str, name: str, confirm_absent: bool) -> Obj | None:
+        return self.kube.get(kind, namespace, name)
+
+    def jobs(self, namespace: str, owner: str) -> list[Obj]:
+        return self.kube.list("Job", namespace, _selector(job_labels(owner)))
+
+    def pods(self, namespace: str, owner: str) -> list[Obj]:
+        return self.kube.list("Pod", namespace, _selector(r.serving_selector(owner)))
+
+    def replica_sets(self, namespace: str, owner: str) -> list[Obj]:
+        return self.kube.list("ReplicaSet", namespace, _selector(r.selector_labels(owner)))
+
+    def secret(self, namespace: str, name: str) -> SecretView | None:
+        return self.kube.secret_view(namespace, name)
+
+    def wrote(self, obj: Mapping[str, Any] | None) -> None:
+        pass
+
+    def deleted(self, kind: str, namespace: str, name: str, uid: str | None,
+                response: Mapping[str, Any] | None) -> None:
+        pass
+
+
+def values(index: Index | None, key: Any) -> list[Any]:
+    """A copy of the values an index holds under `key` (module docstring, point 5)."""
+    if index is None:
+        return []
+    for _ in range(COPY_ATTEMPTS):
+        try:
+            store = index.get(key)
+            return list(store) if store is not None else []
+        except RuntimeError:   # the store changed size while being copied
+            continue
+    return []
+
+
+@dataclass(frozen=True)
+class Written:
+    obj: Obj          # trimmed, as the API server returned it
+    at: float         # when (the clock's seconds)
+
+
+@dataclass(frozen=True)
+class Gone:
+    """Hide the object with this uid (None: whatever its uid), at most at version `upto`
+    (None: any version)."""
+
+    uid: str | None
+    upto: int | None = None
+
+    def hides(self, obj: Mapping[str, Any]) -> bool:
+        if self.uid is not None and (obj.get("metadata") or {}).get("uid") != self.uid:
+            return False
+        rv = trim.resource_version(obj)
+        return self.upto is None or rv is None or rv <= self.upto
+
+    def hides_secret(self, view: SecretView) -> bool:
+        rv = int(view.resource_version) if view.resource_version.isdigit() else None
+        return self.upto is None or rv is None or rv <= self.upto
+
+
+def _uid(obj: Mapping[str, Any]) -> str | None:
+    uid = (obj.get("metadata") or {}).get("uid")
+    return None if uid is None else str(uid)
+
+
+def _newest(objs: list[Obj]) -> Obj | None:
+    """Two copies under one name: an object deleted and made again, before the watch
+    delivered the deletion. The newer one counts."""
+    if not objs:
+        return None
+    return max(objs, key=lambda o: trim.resource_version(o) or 0)
+
+
+def _not_older(cached: Obj | None, written: Obj) -> bool:
+    """The watch's copy is at least as new as what we wrote (then it replaces it)."""
+    if cached is None:
+        return False
+    a, b = trim.resource_version(cached), trim.resource_version(written)
+    return a is None or b is None or a >= b
+
+
+class WatchCache:
+    """kopf's indexes (by kind: `indexes.INDEX_IDS`), our writes over them, and a GET for
+    a child that is about to be created (the watch sees only objects that resources own:
+    someone else's object of that name shows only to a GET, and must not be overwritten)
+    and for a Secret the cache does not have (it is reported missing otherwise)."""
+
+    def __init__(self, kube: Kube, indexes: Mapping[str, Index],
+                 clock: Callable[[], float] = time.monotonic, ttl: float = WRITTEN_TTL) -> None:
+        self.kube = kube
+        self.indexes = indexes
+        self.clock = clock
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._written: dict[Key, Written] = {}
+        self._gone: dict[Key, Gone] = {}
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def child(self, kind: str, namespace: str, name: str, confirm_absent: bool) -> Obj | None:
+        found = self._merged((kind, namespace, name),
+                             values(self.indexes.get(kind), (namespace, name)))
+        if found is None and confirm_absent:
+            live = self.kube.get(kind, namespace, name)
+            return None if live is None else trim.trimmed(live)
+        return found
+
+    def jobs(self, namespace: str, owner: str) -> list[Obj]:
+        return self._collection("Job", namespace, owner)
+
+    def pods(self, namespace: str, owner: str) -> list[Obj]:
+        return self._collection("Pod", namespace, owner)
+
+    def replica_sets(self, namespace: str, owner: str) -> list[Obj]:
+        return self._collection("ReplicaSet", namespace, owner)
+
+    def secret(self, namespace: str, name: str) -> SecretView | None:
+        views = [v for v in values(self.indexes.get("Secret"), (namespace, name))
+                 if isinstance(v, SecretView)]
+        with self._lock:
+            gone = self._gone.get(("Secret", namespace, name))
+            if gone is not None and not views:
+                del self._gone[("Secret", namespace, name)]
+            elif gone is not None:
+                views = [v for v in views if not gone.hides_secret(v)]
+        if not views:
+            # Confirmed: a Secret made just before the resource may not have reached the
+            # cache yet (another watch), and a missing Secret is reported and holds the
+            # Deployment. While it is missing, each reconcile asks again (a GET).
+            return self.kube.secret_view(namespace, name)
+        return max(views, key=lambda v: int(v.resource_version)
+                   if v.resource_version.isdigit() else 0)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def wrote(self, obj: Mapping[str, Any] | None) -> None:
+        """An apply or a patch returned `obj`: read it until the watch has it."""
+        if not obj or str(obj.get("kind")) not in trim.TRIMS:
+            return
+        meta = obj.get("metadata") or {}
+        key = (str(obj["kind"]), str(meta.get("namespace")), str(meta.get("name")))
+        with self._lock:
+            self._expire()
+            self._written[key] = Written(trim.trimmed(obj), self.clock())
+            self._gone.pop(key, None)
+
+    def deleted(self, kind: str, namespace: str, name: str, uid: str | None,
+                response: Mapping[str, Any] | None) -> None:
+        """A DELETE of `kind/name` (precondition `uid`) returned `response`: the object,
+        still there while finalizers run (an orphaning delete), or a Status when it is
+        gone (or None: it was gone already, or `uid` was no longer its uid)."""
+        if response and response.get("kind") == kind and (
+                response.get("metadata") or {}).get("deletionTimestamp"):
+            self.wrote(response)
+            return
+        uid = uid or (_uid(response) if response and response.get("kind") == kind else None)
+        with self._lock:
+            key = (kind, namespace, name)
+            written = self._written.get(key)
+            if written is not None and (uid is None or _uid(written.obj) == uid):
+                del self._written[key]
+            if uid is not None:
+                self._gone[key] = Gone(uid)   # a uid is never used again: hide any version
+
+    def forget(self, kind: str, namespace: str, name: str, uid: str | None) -> None:
+        """The watch delivered the object's deletion: drop our copy of it."""
+        with self._lock:
+            key = (kind, namespace, name)
+            written = self._written.get(key)
+            if written is not None and (uid is None or _uid(written.obj) == uid):
+                del self._written[key]
+            gone = self._gone.get(key)
+            if gone is not None and (uid is None or gone.uid == uid):
+                del self._gone[key]
+
+    def hide(self, kind: str, namespace: str, name: str, gone: Gone) -> None:
+        """A LIST at version `gone.upto` did not have the object (`resync`)."""
+        with self._lock:
+            self._gone[(kind, namespace, name)] = gone
+
+    def pending(self) -> tuple[int, int]:
+        """How many written copies and hidden objects wait for the watch (for tests and
+        the metrics)."""
+        with self._lock:
+            return len(self._written), len(self._gone)
+
+    # -- merging ---------------------------------------------------------------------------
+
+    def _expire(self) -> None:
+        now = self.clock()
+        for key in [k for k, w in self._written.items() if now - w.at > self.ttl]:
+            del self._written[key]
+
+    def _merged(self, key: Key, cached: list[Obj]) -> Obj | None:
+        with self._lock:
+            gone = self._gone.get(key)
+            if gone is not None:
+                if not any(gone.uid in (None, _uid(o)) for o in cached):
+                    del self._gone[key]      # the watch dropped it too
+                    gone = None
+                else:
+                    cached = [o for o in cached if not gone.hides(o)]
+            newest = _newest(cached)
+            written = self._written.get(key)
+            if written is None:
+                return newest
+            if _not_older(newest, written.obj) or self.clock() - written.at > self.ttl:
+                del self._written[key]
+                return newest
+            return written.obj
+
+    def _collection(self, kind: str, namespace: str, owner: str) -> list[Obj]:
+        by_name: dict[str, list[Obj]] = {}
+        for obj in values(self.indexes.get(kind), (namespace, owner)):
+            by_name.setdefault(str(obj["metadata"]["name"]), []).append(obj)
+        with self._lock:
+            for (k, ns, name), w in self._written.items():
+                if k == kind and ns == namespace and trim.controller_owner(w.obj) == owner:
+                    by_name.setdefault(name, [])
+        found = (self._merged((kind, namespace, name), objs) for name, objs in by_name.items())
+        return sorted((o for o in found if o is not None),
+                      key=lambda o: str(o["metadata"]["name"]))

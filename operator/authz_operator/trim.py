@@ -1,0 +1,167 @@
+"""What the watch cache keeps of a watched object: only what a reconcile reads. Pure.
+
+The cache (`cache.py`) holds one entry per child, migration Job, serving pod, orphaned
+ReplicaSet and Secret of every resource, for as long as the operator runs; whole objects would
+make its memory grow with their managedFields (often larger than the rest of the object),
+Job pod templates and pod specs that no reconcile reads. Who reads what:
+
+- every object: `metadata` name, namespace, uid (delete preconditions, `controlled_by`),
+  resourceVersion (read-your-writes), generation (`workload.rollout_state`), labels,
+  annotations, ownerReferences (`diff.change`, `lifecycle.controlled_by`, the revision label
+  of Jobs), deletionTimestamp (`lifecycle.selector`'s WAIT). Dropped: managedFields,
+  creationTimestamp, finalizers, generateName, selfLink.
+- a child (`CHILD_KINDS`): every top-level field but `status`, whole. `diff.change` compares
+  the desired object (apiVersion, kind, metadata, and spec / data /
+  automountServiceAccountToken, never status) as a subset of the live one: a field the
+  builders set is never trimmed, so trimming cannot make drift appear or disappear
+  (tests/unit/operator/test_trim.py checks it on API-server-shaped objects).
+  Status: the Deployment's replica counts and conditions (`workload`,
+  `lifecycle.observe`); the other children's status is read by nobody.
+- a migration Job: status conditions and start / completion times (`workload.job_state`,
+  `metrics.job_seconds`); its spec (a whole pod template) is read by nobody.
+- a serving pod: its containers' images and the waiting / last-terminated state the crash
+  report reads (`lifecycle.observe.crash_message`).
+- an orphaned ReplicaSet: labels, ownerReferences, spec.replicas and status.replicas
+  (`lifecycle.selector`).
+- a Secret: `SecretView` (its resourceVersion and key names), never a value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from authz_operator import kinds
+from authz_operator.lifecycle.model import SecretView
+from authz_operator.spec import GROUP, KIND
+
+Obj = dict[str, Any]
+
+META_KEPT = ("name", "namespace", "uid", "resourceVersion", "generation", "labels",
+             "annotations", "ownerReferences", "deletionTimestamp")
+DEPLOYMENT_STATUS = ("observedGeneration", "replicas", "updatedReplicas", "readyReplicas",
+                     "availableReplicas", "unavailableReplicas")
+CONDITION_KEPT = ("type", "status", "reason", "message")
+JOB_CONDITION_KEPT = (*CONDITION_KEPT, "lastTransitionTime")
+CHILD_KINDS = frozenset(c.kind.kind for c in kinds.CHILDREN)
+
+
+def _copy(value: Any) -> Any:
+    """A plain copy of JSON data (nothing in the cache shares a dict with kopf's body)."""
+    if isinstance(value, Mapping):
+        return {str(k): _copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _pick(obj: Mapping[str, Any] | None, keys: tuple[str, ...]) -> Obj:
+    obj = obj or {}
+    return {k: _copy(obj[k]) for k in keys if k in obj}
+
+
+def metadata(obj: Mapping[str, Any]) -> Obj:
+    return _pick(obj.get("metadata"), META_KEPT)
+
+
+def _conditions(status: Mapping[str, Any], keys: tuple[str, ...]) -> list[Obj]:
+    return [_pick(c, keys) for c in status.get("conditions") or []]
+
+
+def child(obj: Mapping[str, Any]) -> Obj:
+    """A child as `diff.change` and the lifecycle read it."""
+    out: Obj = {k: _copy(v) for k, v in obj.items() if k not in ("metadata", "status")}
+    out["metadata"] = metadata(obj)
+    status = obj.get("status") or {}
+    if obj.get("kind") == "Deployment" and status:
+        out["status"] = _pick(status, DEPLOYMENT_STATUS)
+        if "conditions" in status:
+            out["status"]["conditions"] = _conditions(status, CONDITION_KEPT)
+    return out
+
+
+def job(obj: Mapping[str, Any]) -> Obj:
+    status = obj.get("status") or {}
+    kept = _pick(status, ("startTime", "completionTime"))
+    if "conditions" in status:
+        kept["conditions"] = _conditions(status, JOB_CONDITION_KEPT)
+    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+            "metadata": metadata(obj), "status": kept}
+
+
+def _container_status(cs: Mapping[str, Any]) -> Obj:
+    out = _pick(cs, ("name", "image", "restartCount"))
+    waiting = (cs.get("state") or {}).get("waiting")
+    if waiting is not None:
+        out["state"] = {"waiting": _pick(waiting, ("reason", "message"))}
+    terminated = (cs.get("lastState") or {}).get("terminated")
+    if terminated is not None:
+        out["lastState"] = {"terminated": _pick(terminated, ("reason", "exitCode"))}
+    return out
+
+
+def pod(obj: Mapping[str, Any]) -> Obj:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    return {
+        "apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+        "metadata": metadata(obj),
+        "spec": {"containers": [_pick(c, ("name", "image")) for c in spec.get("containers")
+                                or []]},
+        "status": {"containerStatuses": [_container_status(cs) for cs in
+                                         status.get("containerStatuses") or []]},
+    }
+
+
+def replica_set(obj: Mapping[str, Any]) -> Obj:
+    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+            "metadata": metadata(obj),
+            "spec": _pick(obj.get("spec"), ("replicas",)),
+            "status": _pick(obj.get("status"), ("replicas",))}
+
+
+def secret_view(obj: Mapping[str, Any]) -> SecretView:
+    """Only the Secret's version and key names, never its values."""
+    keys = set((obj.get("data") or {}).keys()) | set((obj.get("stringData") or {}).keys())
+    return SecretView(resource_version=str((obj.get("metadata") or {}).get("resourceVersion")),
+                      keys=frozenset(str(k) for k in keys))
+
+
+TRIMS = {"Job": job, "Pod": pod, "ReplicaSet": replica_set, **dict.fromkeys(CHILD_KINDS, child)}
+
+
+def trimmed(obj: Mapping[str, Any]) -> Obj:
+    """`obj` as the cache keeps it, by its kind."""
+    return TRIMS[str(obj.get("kind"))](obj)
+
+
+# ---------------------------------------------------------------------------------------------
+# whose it is
+
+
+def controller_owner(obj: Mapping[str, Any]) -> str | None:
+    """The name of the AuthorizationService that controls `obj`, if one does."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if (ref.get("controller") and ref.get("kind") == KIND
+                and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/")):
+            return str(ref["name"])
+    return None
+
+
+def orphaned(obj: Mapping[str, Any]) -> bool:
+    """No controller owns it (a ReplicaSet of a Deployment deleted with its dependents kept)."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return not any(ref.get("controller") for ref in refs)
+
+
+def resource_version(obj: Mapping[str, Any] | None) -> int | None:
+    """The object's resourceVersion as a number, None when it has none or it is not one.
+
+    The API documents resourceVersion as opaque; compared here only to tell which of two
+    copies of one object is newer. Acceptable with kube-apiserver on etcd (every version is
+    etcd's global modification revision, an increasing integer); with anything else the
+    number is None and the cache trusts its watch (the behaviour of kopf's own indexes)."""
+    value = ((obj or {}).get("metadata") or {}).get("resourceVersion")
+    try:
+        return int(str(value))
+    except ValueError:
+        return None

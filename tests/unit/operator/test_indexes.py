@@ -1,0 +1,135 @@
+"""Our indexing functions through kopf's own indexer (the entry point kopf calls for every
+watch event before the event's handlers), read back through the watch cache."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+import pytest
+from kopf._cogs.configs import configuration
+from kopf._cogs.structs import bodies, ephemera, references
+from kopf._core.engines import indexing
+
+from authz_operator import handlers, indexes, kinds
+from authz_operator import resources as r
+from authz_operator.cache import WatchCache
+from authz_operator.kinds import Kind
+from authz_operator.kube import Kube
+from authz_operator.lifecycle import SecretView
+
+from .samples import OWNER
+
+NS = OWNER.namespace
+assert handlers.RECONCILE   # registers the handlers and (through them) the indexes
+
+
+class Indexers:
+    def __init__(self) -> None:
+        self.registry = kopf.get_default_registry()
+        self.indexers = indexing.OperatorIndexers()
+        self.indexers.ensure(self.registry._indexing.get_all_handlers())
+        self.cache = WatchCache(None, {kind: self.indexers.indices[index_id]  # type: ignore[arg-type]
+                                       for kind, index_id in indexes.INDEX_IDS.items()})
+
+    async def event(self, kind: Kind, raw: dict[str, Any], type_: str = "ADDED") -> None:
+        resource = references.Resource(group=kind.group, version=kind.version,
+                                       plural=kind.plural, kind=kind.kind, namespaced=True)
+        await indexing.index_resource(
+            indexers=self.indexers, registry=self.registry,
+            settings=configuration.OperatorSettings(), resource=resource,
+            raw_event={"type": type_, "object": raw},  # type: ignore[typeddict-item]
+            memory=indexing.IndexingMemory(), logger=logging.getLogger(__name__),
+            memo=ephemera.AnyMemo(kopf.Memo()), body=bodies.Body(raw))  # type: ignore[arg-type]
+
+
+def config_map(name: str, owned: bool, rv: str = "5") -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}",
+                         "resourceVersion": rv, "managedFields": [{"manager": "m"}],
+                         "ownerReferences": [r.owner_reference(OWNER)] if owned else []},
+            "data": {"a": rv}}
+
+
+def test_every_kind_a_reconcile_reads_has_an_index() -> None:
+    registered = {str(h.id) for h in kopf.get_default_registry()._indexing.get_all_handlers()}
+    assert set(indexes.INDEX_IDS.values()) <= registered
+    assert set(indexes.INDEX_IDS) == {*r.OWNED_KINDS, "Job", "Pod", "ReplicaSet", "Secret"}
+
+
+async def test_a_child_is_indexed_trimmed_and_removed_when_deleted_or_disowned() -> None:
+    idx = Indexers()
+    name = r.child_name(OWNER.name, "ConfigMap")
+    await idx.event(kinds.CONFIG_MAP, config_map(name, owned=True))
+    await idx.event(kinds.CONFIG_MAP, config_map("kube-root-ca.crt", owned=False))
+    found = idx.cache.child("ConfigMap", NS, name, confirm_absent=False)
+    assert found is not None
+    assert found["data"] == {"a": "5"}
+    assert "managedFields" not in found["metadata"]
+    assert idx.cache.child("ConfigMap", NS, "kube-root-ca.crt", confirm_absent=False) is None
+    await idx.event(kinds.CONFIG_MAP, config_map(name, owned=True, rv="6"), "DELETED")
+    assert idx.cache.child("ConfigMap", NS, name, confirm_absent=False) is None
+    await idx.event(kinds.CONFIG_MAP, config_map(name, owned=True, rv="7"))
+    await idx.event(kinds.CONFIG_MAP, config_map(name, owned=False, rv="8"), "MODIFIED")
+    assert idx.cache.child("ConfigMap", NS, name, confirm_absent=False) is None
+    assert len(idx.indexers.indices[indexes.INDEX_IDS["ConfigMap"]]) == 0
+
+
+async def test_a_replica_set_is_kept_only_while_orphaned() -> None:
+    idx = Indexers()
+    labels = {**r.selector_labels(OWNER.name), "app.kubernetes.io/managed-by": r.MANAGED_BY}
+    raw: dict[str, Any] = {
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "rs-1", "namespace": NS, "uid": "rs", "resourceVersion": "3",
+                     "labels": labels, "ownerReferences": []},
+        "spec": {"replicas": 2, "template": {}}, "status": {"replicas": 2}}
+    await idx.event(kinds.REPLICA_SET, raw)
+    assert [x["metadata"]["name"] for x in idx.cache.replica_sets(NS, OWNER.name)] == ["rs-1"]
+    raw["metadata"]["ownerReferences"] = [{"kind": "Deployment", "controller": True}]
+    await idx.event(kinds.REPLICA_SET, raw, "MODIFIED")
+    assert idx.cache.replica_sets(NS, OWNER.name) == []
+
+
+async def test_a_secret_is_indexed_as_its_version_and_key_names() -> None:
+    idx = Indexers()
+    await idx.event(kinds.SECRET, {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "s", "namespace": NS, "uid": "s", "resourceVersion": "9"},
+        "data": {"jwt-secret": "czNjcjN0"}})
+    assert idx.cache.secret(NS, "s") == SecretView("9", frozenset({"jwt-secret"}))
+    assert "czNjcjN0" not in repr(dict(idx.indexers.indices[indexes.INDEX_IDS["Secret"]]))
+
+
+def test_startup_gives_the_reconciler_the_cache_over_kopfs_indexes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from authz_operator.resync import Resync
+
+    idx = Indexers()
+    kwargs = {str(k): v for k, v in idx.indexers.indices.items()}
+    monkeypatch.setattr(Kube, "connect", classmethod(lambda cls, path=None: None))
+    monkeypatch.delenv("AUTHZ_METRICS_PORT", raising=False)
+    memo = kopf.Memo()
+    configure: Any = handlers.configure   # kopf's decorator types it as an activity
+    configure(settings=kopf.OperatorSettings(), memo=memo, **kwargs)
+    try:
+        reads = memo["reconciler"].reads
+        assert isinstance(reads, WatchCache)
+        assert reads.indexes["Deployment"] is idx.indexers.indices["authz_deployments"]
+    finally:
+        resync = memo["resync"]
+        assert isinstance(resync, Resync)
+        resync.stop()
+
+
+async def test_serving_pods_are_indexed_by_their_resource_and_others_are_not() -> None:
+    idx = Indexers()
+
+    def pod(name: str, component: r.Component) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": NS, "uid": name, "resourceVersion": "2",
+                             "labels": r.pod_labels(OWNER.name, "img:1", component)},
+                "spec": {"containers": [{"name": "c", "image": "img:1"}]}, "status": {}}
+    await idx.event(kinds.POD, pod("serving", r.Component.SERVER))
+    await idx.event(kinds.POD, pod("migrating", r.Component.MIGRATION))
+    assert [p["metadata"]["name"] for p in idx.cache.pods(NS, OWNER.name)] == ["serving"]
