@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,22 +66,30 @@ def parse(line: str) -> Request | None:
     )
 
 
-def requests(lines: Iterable[str], user: str, start: float, end: float) -> list[Request]:
-    """Each request `user` sent that the API server received within [start, end], once (a
-    watch is logged when its response starts and again when it ends)."""
+def windows(lines: Iterable[str], user: str,
+            spans: Sequence[tuple[float, float]]) -> list[list[Request]]:
+    """For each (start, end) of `spans`: each request `user` sent that the API server
+    received within it, once (a watch is logged when its response starts and again when it
+    ends). One pass over the log, however many spans."""
     needle = json.dumps(user)   # cheap filter before parsing: the line names the user
     seen: set[str] = set()
-    out: list[Request] = []
+    out: list[list[Request]] = [[] for _ in spans]
     for line in lines:
         if needle not in line:
             continue
         req = parse(line)
         if req is None or req.user != user or req.audit_id in seen:
             continue
-        if start <= req.received <= end:
-            seen.add(req.audit_id)
-            out.append(req)
+        for i, (start, end) in enumerate(spans):
+            if start <= req.received <= end:
+                seen.add(req.audit_id)
+                out[i].append(req)
     return out
+
+
+def requests(lines: Iterable[str], user: str, start: float, end: float) -> list[Request]:
+    """Each request `user` sent that the API server received within [start, end], once."""
+    return windows(lines, user, [(start, end)])[0]
 
 
 def by_verb(reqs: Iterable[Request]) -> Counter[str]:

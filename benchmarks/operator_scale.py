@@ -43,6 +43,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,20 +94,31 @@ def idle_default(n: int) -> int:
     return 600 if n >= 1000 else 120 if n >= 100 else 30
 
 
-def resource_spec(replicas: int) -> Obj:
+def resource_spec(replicas: int, migrations: bool = True) -> Obj:
     """The spec every benchmark resource has: the image, the seed's required references
     (pods run nothing on kwok: no database is needed), `replicas` pods without autoscaling
-    (so a PodDisruptionBudget exists when replicas > 1) and no Ingress, placed on kwok's
-    fake nodes like any team would place its pods."""
-    return {
+    (so a PodDisruptionBudget exists when replicas > 1), no Ingress, a migration Job unless
+    `migrations` is off; its pods placed on kwok's fake nodes like any team would place
+    them (a resource without pods has no placement: it runs on a CRD without those
+    fields too)."""
+    spec: Obj = {
         "image": IMAGE, "replicas": replicas, "imagePullSecrets": [],
         "autoscaling": {"enabled": False}, "ingress": {"enabled": False},
         "database": {"urlSecretRef": {"name": SECRET, "key": "database-url"}},
         "jwt": {"secretRef": {"name": SECRET, "key": "jwt-secret"}},
         "redis": {"host": "redis-master.redis.svc.cluster.local"},
         "kafka": {"brokers": ["kafka-0.kafka.svc.cluster.local:9092"]},
-        **json.loads(json.dumps(cluster.ON_FAKE_NODES)),
     }
+    if not migrations:
+        spec["migrations"] = {"enabled": False}
+    if makes_pods(spec):
+        spec.update(json.loads(json.dumps(cluster.ON_FAKE_NODES)))
+    return spec
+
+
+def makes_pods(spec: Obj) -> bool:
+    parsed = parse_spec(spec)
+    return parsed.replicas > 0 or parsed.migrations.enabled
 
 
 def resource(key: Key, spec: Obj) -> Obj:
@@ -117,14 +129,16 @@ def resource(key: Key, spec: Obj) -> Obj:
 
 def rendered_children(key: Key, spec: Obj, secret_versions: dict[str, str]) -> list[Obj]:
     """What the operator would make for one resource, from its own builders: the children
-    (those that exist for this spec) and the first migration Job, without owner references
-    (no resource owns them: the garbage collector would delete them)."""
+    (those that exist for this spec) and the first migration Job (when migrations are on),
+    without owner references (no resource owns them: the garbage collector would delete
+    them)."""
     parsed = parse_spec(spec)
     owner = resources.Owner(name=key[1], namespace=key[0], uid="")
     target = resources.target_from_spec(parsed, secret_versions)
     objs = [o for o in resources.desired_children(parsed, owner, target).values()
             if o is not None]
-    objs.append(resources.desired_migration_job(parsed, owner, target, revision=1))
+    if parsed.migrations.enabled:
+        objs.append(resources.desired_migration_job(parsed, owner, target, revision=1))
     for obj in objs:
         del obj["metadata"]["ownerReferences"]
     return objs
@@ -134,6 +148,20 @@ def as_list(objs: Sequence[Obj]) -> str:
     """One JSON document for `kubectl apply -f -` (a List: far quicker to write and read
     than thousands of YAML documents)."""
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)})
+
+
+def chunks(objs: Sequence[Obj], parts: int) -> list[list[Obj]]:
+    """`objs` for `parts` kubectl processes: whole namespaces to each, in order, sizes as
+    even as whole namespaces allow (one process: everything, in order)."""
+    if parts <= 1:
+        return [list(objs)]
+    by_namespace: dict[str, list[Obj]] = {}
+    for obj in objs:
+        by_namespace.setdefault(obj["metadata"]["namespace"], []).append(obj)
+    out: list[list[Obj]] = [[] for _ in range(min(parts, len(by_namespace)))]
+    for i, group in enumerate(by_namespace.values()):
+        out[i % len(out)].extend(group)
+    return out
 
 
 def resource_ready(obj: Obj) -> bool:
@@ -339,7 +367,8 @@ class RssSampler:
     """The operator's RSS, read from /proc every second while it runs."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.samples = pid, [self._read()]
+        self.pid = pid
+        self.samples = [self._read()]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -371,14 +400,18 @@ class RssSampler:
 class Bench:
     """One run: the admin's client and kubectl, the operator's identity, what to clean up."""
 
-    def __init__(self, st: devstate.State, run_dir: Path, run_id: str, replicas: int) -> None:
-        self.st, self.run_dir, self.run_id, self.replicas = st, run_dir, run_id, replicas
+    def __init__(self, st: devstate.State, run_dir: Path, run_id: str, spec: Obj,
+                 parallel: int = 1) -> None:
+        self.st, self.run_dir, self.run_id = st, run_dir, run_id
+        self.spec, self.parallel = spec, parallel
         self.kubectl = [str(Path(st.kubectl_dir) / "kubectl"), f"--kubeconfig={st.kubeconfig}"]
         self.api = k8s_config.new_client_from_config(config_file=st.kubeconfig)
         self.prefix = f"scale-{run_id}"
         self.op_namespace = f"{self.prefix}-op"
         self.user = f"system:serviceaccount:{self.op_namespace}:{OPERATOR_SA}"
-        self.work = run_dir / self.prefix
+        # The operator's logs and kubeconfig: in this checkout's .local (gitignored), not
+        # in the environment's run folder; the kubeconfig (a token) goes at clean-up.
+        self.work = paths.LOCAL / "operator-scale" / self.prefix
         self.work.mkdir(parents=True, exist_ok=True)
         self.made_namespaces: set[str] = set()
         self.cluster_role = f"{self.prefix}-operator"
@@ -391,6 +424,18 @@ class Bench:
         if out.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args[:3])}: {out.stderr.strip()[-2000:]}")
         return out.stdout
+
+    def apply(self, objs: Sequence[Obj]) -> None:
+        """`kubectl apply --server-side` of `objs`: one process, or `parallel` processes
+        each given whole namespaces."""
+        parts = chunks(objs, self.parallel)
+        args = ("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-")
+        if len(parts) == 1:
+            self.run(*args, stdin=as_list(parts[0]))
+            return
+        with ThreadPoolExecutor(len(parts)) as pool:
+            for done in [pool.submit(self.run, *args, stdin=as_list(p)) for p in parts]:
+                done.result()
 
     def call(self, method: str, path: str, body: Any = None,
              content_type: str = "application/json") -> Obj:
@@ -512,8 +557,9 @@ class Bench:
         namespaces = sorted({k[0] for k in keys})
         self.make_namespaces(namespaces)
         versions = {ns: self.secret_versions(ns) for ns in namespaces}
-        spec = resource_spec(self.replicas)
-        children = [o for key in keys for o in rendered_children(key, spec, versions[key[0]])]
+        children = [o for key in keys
+                    for o in rendered_children(key, self.spec, versions[key[0]])]
+        n_jobs = sum(1 for o in children if o["kind"] == "Job")
         inside = set(namespaces).__contains__
         selector = f"app.kubernetes.io/managed-by={resources.MANAGED_BY}"
         with Tracker(self.st.kubeconfig, "/apis/apps/v1/deployments", inside,
@@ -521,12 +567,11 @@ class Bench:
                 Tracker(self.st.kubeconfig, "/apis/batch/v1/jobs", inside, job_ready,
                         selector) as jobs:
             started = time.monotonic()
-            self.run("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-",
-                     stdin=as_list(children))
+            self.apply(children)
             result.b_apply = time.monotonic() - started
             timeout = 600 + 2 * n
             deps.wait(lambda: len(deps.done_at) >= n, timeout, f"N={n}: B's Deployments")
-            jobs.wait(lambda: len(jobs.done_at) >= n, timeout, f"N={n}: B's Jobs")
+            jobs.wait(lambda: len(jobs.done_at) >= n_jobs, timeout, f"N={n}: B's Jobs")
             result.b_ready = max([*deps.done_at.values(), *jobs.done_at.values()]) - started
         print(f"[scale] N={n} B: applied in {result.b_apply:.1f} s, ready in "
               f"{result.b_ready:.1f} s; deleting its namespaces", file=sys.stderr)
@@ -539,7 +584,6 @@ class Bench:
         namespaces = sorted({k[0] for k in keys})
         self.make_namespaces(namespaces)
         inside = set(namespaces).__contains__
-        spec = resource_spec(self.replicas)
         path = f"/apis/{API_VERSION}/{PLURAL}"
         selector = f"app.kubernetes.io/managed-by={resources.MANAGED_BY}"
         log = self.work / f"operator-n{n}.log"
@@ -553,8 +597,7 @@ class Bench:
                 rss = RssSampler(pid)
                 result.rss_start = rss.samples[0]
                 wall0, started = time.time(), time.monotonic()
-                self.run("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f",
-                         "-", stdin=as_list([resource(k, spec) for k in keys]))
+                self.apply([resource(k, self.spec) for k in keys])
                 result.a_apply = time.monotonic() - started
                 crs.wait(lambda: len(crs.done_at) >= n, 600 + 2 * n, f"N={n}: A all Ready")
                 times = [t - started for t in crs.done_at.values()]
@@ -578,10 +621,9 @@ class Bench:
         folder = self.run_dir / cluster.AUDIT_DIR
         if audit.log_files(folder):
             time.sleep(2)   # requests still in flight at the window's end
-            result.converge = Traffic(audit.requests(audit.read_lines(folder), self.user,
-                                                     wall0, wall1))
-            result.idle = Traffic(audit.requests(audit.read_lines(folder), self.user,
-                                                 idle0, idle1))
+            converge, idle = audit.windows(audit.read_lines(folder), self.user,
+                                           [(wall0, wall1), (idle0, idle1)])
+            result.converge, result.idle = Traffic(converge), Traffic(idle)
 
     def change_spec(self, key: Key, crs: Tracker, cms: Tracker, i: int) -> float:
         """Seconds from a spec change (the log level) to the operator's ConfigMap showing
@@ -619,6 +661,7 @@ class Bench:
         if self.made_namespaces:
             self.delete_namespaces(sorted(self.made_namespaces))
         self.delete_identity()
+        (self.work / "operator-kubeconfig").unlink(missing_ok=True)
         self.api.close()
 
 
@@ -667,6 +710,16 @@ def in_cluster_operator_serves(bench: Bench, namespace: str) -> bool:
     return False
 
 
+def crd_places_pods(bench: Bench) -> bool:
+    """Whether the installed CRD knows spec.tolerations (an older one prunes the placement,
+    and the pods would go to the real node)."""
+    crd = bench.call("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+                            f"{PLURAL}.{API_VERSION.split('/')[0]}")
+    [version] = crd["spec"]["versions"]
+    return "tolerations" in version["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "properties"]
+
+
 def versions(bench: Bench) -> str:
     from importlib.metadata import version
 
@@ -713,6 +766,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="write a PNG of time and RSS against N")
     parser.add_argument("--run-dir", type=Path, default=paths.RUN,
                         help="the environment's run folder (state.json, the audit log)")
+    parser.add_argument("--sides", default="ab", choices=("ab", "b"),
+                        help="b: only kubectl apply of the children (the baseline)")
+    parser.add_argument("--apply-parallel", type=int, default=1,
+                        help="kubectl processes per apply, each given whole namespaces "
+                             "(both sides; default 1)")
+    parser.add_argument("--no-migrations", action="store_true",
+                        help="resources without a migration Job (with --replicas 0: no pod "
+                             "at all, the operator's own objects only)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     st = load_state(args.run_dir)
@@ -724,26 +785,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, interrupted)
-    bench = Bench(st, args.run_dir, secrets.token_hex(3), args.replicas)
+    spec = resource_spec(args.replicas, migrations=not args.no_migrations)
+    bench = Bench(st, args.run_dir, secrets.token_hex(3), spec, args.apply_parallel)
     folder = args.run_dir / cluster.AUDIT_DIR
     notes = []
     if not audit.log_files(folder):
         notes.append(f"no audit log in {folder}: requests are not counted (restart the "
                      "environment: ./hack/down && ./hack/up)")
-    if in_cluster_operator_serves(bench, f"{bench.prefix}-n1-a-0"):
+    if "a" in args.sides and in_cluster_operator_serves(bench, f"{bench.prefix}-n1-a-0"):
         notes.append("the in-cluster operator serves scale-* namespaces too (restart the "
                      "environment: hack/cluster/operator leaves them alone): two operators "
                      "act on side A")
+    if "a" in args.sides and makes_pods(spec) and not crd_places_pods(bench):
+        print("the installed CRD has no spec.tolerations: restart the environment "
+              "(./hack/down && ./hack/up applies crds/), or run --sides b", file=sys.stderr)
+        return 2
     for note in notes:
         print(f"[scale] NOTE: {note}", file=sys.stderr)
     results: list[SizeResult] = []
     try:
-        kubeconfig = bench.make_identity()
+        kubeconfig = bench.make_identity() if "a" in args.sides else None
         for n in sizes:
             idle = args.idle_seconds if args.idle_seconds is not None else idle_default(n)
             result = SizeResult(n=n, namespaces=namespace_count(n))
             bench.side_b(n, result)
-            bench.side_a(n, kubeconfig, idle, args.tries, result)
+            if kubeconfig is not None:
+                bench.side_a(n, kubeconfig, idle, args.tries, result)
             results.append(result)
             print("\n".join(summary_table([result])[2:]), file=sys.stderr)
         version_line = versions(bench)
@@ -757,9 +824,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{flag_of(st.pids.get('kube-scheduler'), '--kube-api-qps')}; audit log "
           f"{'on' if audit.log_files(folder) else 'off'}; load average at the end "
           f"{os.getloadavg()[0]:.1f}")
-    print(f"Each resource: {args.replicas} pods on kwok's fake nodes, a migration Job, "
-          "ServiceAccount, ConfigMap, Service, PodDisruptionBudget; one operator process "
-          f"as {bench.user}")
+    kinds = [o["kind"] for o in rendered_children(("ns", "svc"), spec, {SECRET: "1"})]
+    print(f"Each resource: {args.replicas} pods on kwok's fake nodes; children "
+          f"{', '.join(kinds)}; kubectl processes per apply: {args.apply_parallel}; one "
+          f"operator process as {bench.user}")
     for note in notes:
         print(f"NOTE: {note}")
     print()
@@ -767,9 +835,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in results:
         print()
         print("\n".join(traffic_tables(r)))
+    print(f"\nThe operator's logs: {bench.work}")
     if args.plot:
         plot(results, args.plot)
-        print(f"\nPlot: {args.plot}")
+        print(f"Plot: {args.plot}")
     return 0
 
 

@@ -91,3 +91,11 @@ def test_rotated_logs_are_read_oldest_first(tmp_path: Path) -> None:
     assert [r.audit_id for r in audit.requests(audit.read_lines(tmp_path), OPERATOR,
                                                T0 - 1, T0 + 1)] == ["0", "1", "2"]
     assert audit.log_files(tmp_path / "missing") == []
+
+
+def test_one_pass_splits_the_log_into_windows() -> None:
+    lines = [line("a", "get", "pods", at=1), line("b", "patch", "pods", at=5),
+             line("c", "list", "pods", at=9)]
+    first, second = audit.windows(lines, OPERATOR, [(T0, T0 + 2), (T0 + 4, T0 + 10)])
+    assert [r.audit_id for r in first] == ["a"]
+    assert [r.audit_id for r in second] == ["b", "c"]

@@ -131,3 +131,24 @@ def test_the_summary_rows() -> None:
     assert tables[0].endswith("per resource by verb: get 3.00, patch 1.00")
     assert "| get | deployments | 30 |" in tables
     assert "no audit log" in scale.summary_table([scale.SizeResult(n=1, namespaces=1)])[2]
+
+
+def test_without_migrations_or_pods_nothing_is_placed_or_migrated() -> None:
+    spec = scale.resource_spec(0, migrations=False)
+    assert not scale.makes_pods(spec)
+    assert "nodeSelector" not in spec
+    assert "tolerations" not in spec
+    assert scale.makes_pods(scale.resource_spec(0))
+    assert scale.makes_pods(scale.resource_spec(1, migrations=False))
+    objs = scale.rendered_children(("n", "s"), spec, {scale.SECRET: "1"})
+    assert [o["kind"] for o in objs] == ["ServiceAccount", "ConfigMap", "Service", "Deployment"]
+
+
+def test_parallel_applies_get_whole_namespaces() -> None:
+    objs = [scale.resource((f"ns-{i % 3}", f"svc-{i}"), {}) for i in range(7)]
+    [one] = scale.chunks(objs, 1)
+    assert one == objs
+    parts = scale.chunks(objs, 2)
+    assert [[o["metadata"]["name"] for o in p] for p in parts] == [
+        ["svc-0", "svc-3", "svc-6", "svc-2", "svc-5"], ["svc-1", "svc-4"]]
+    assert len(scale.chunks(objs, 10)) == 3      # never more processes than namespaces
