@@ -686,11 +686,17 @@ def load_state(run_dir: Path) -> devstate.State:
     return devstate.State(**{k: v for k, v in raw.items() if k in known})
 
 
+def cmdline(pid: int | None) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return []
+
+
 def flag_of(pid: int | None, flag: str) -> str:
     """A process's command-line flag value (how the running control plane was started)."""
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-    except (OSError, TypeError):
+    args = cmdline(pid)
+    if not args:
         return "?"
     return next((a.split("=", 1)[1] for a in args if a.startswith(f"{flag}=")), "default")
 
@@ -792,6 +798,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not audit.log_files(folder):
         notes.append(f"no audit log in {folder}: requests are not counted (restart the "
                      "environment: ./hack/down && ./hack/up)")
+    if flag_of(st.pids.get("kube-controller-manager"), "--kube-api-qps") == "default":
+        notes.append("the controller-manager runs at its default 20 requests/s (restart the "
+                     "environment for the limits of docs/benchmarks.md)")
+    if "pod-migrate-up-complete" not in " ".join(cmdline(st.pids.get("kwok"))):
+        notes.append("kwok ends migration pods without migrate's termination message (the "
+                     "operator records schema unknown; restart the environment)")
     if "a" in args.sides and in_cluster_operator_serves(bench, f"{bench.prefix}-n1-a-0"):
         notes.append("the in-cluster operator serves scale-* namespaces too (restart the "
                      "environment: hack/cluster/operator leaves them alone): two operators "

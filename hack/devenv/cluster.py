@@ -158,6 +158,20 @@ def other_jobs_complete_stage(pod_complete: dict[str, Any]) -> dict[str, Any]:
     return stage
 
 
+def stage_yaml(stage: dict[str, Any]) -> str:
+    """A stage as YAML, its templates as literal blocks (readable in .local/run)."""
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value,
+                                       style="|" if "\n" in value else None)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(stage, Dumper=Dumper, sort_keys=False)
+
+
 def _kwok_stages(run: Path) -> list[Path]:
     """kwok's standard stages: nodes Ready with leases; pods Running, Jobs completed (our
     up-migration Jobs with the migrate command's termination message)."""
@@ -176,7 +190,7 @@ def _kwok_stages(run: Path) -> list[Path]:
                         ("pod-migrate-up-complete.yaml",
                          migrate_up_stage(pod_complete, migrate_up_message()))):
         target = out / name
-        target.write_text(yaml.safe_dump(stage, sort_keys=False))
+        target.write_text(stage_yaml(stage))
         files.append(target)
     return files
 

@@ -65,7 +65,9 @@ def test_up_migration_pods_get_the_message_and_no_other_pod_is_matched_twice() -
     assert "reason: Completed" in template
     assert "exitCode: 0" in template
     assert template.rstrip().endswith("phase: Succeeded")
-    yaml.safe_dump(ours)   # what kwok reads
+    written = cluster.stage_yaml(ours)
+    assert yaml.safe_load(written) == ours
+    assert "statusTemplate: |" in written
 
 
 def test_the_audit_policy_records_service_accounts_and_writes_without_bodies(
