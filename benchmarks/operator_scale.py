@@ -42,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -404,6 +405,7 @@ class Bench:
                  parallel: int = 1) -> None:
         self.st, self.run_dir, self.run_id = st, run_dir, run_id
         self.spec, self.parallel = spec, parallel
+        self.all_namespaces = False
         self.kubectl = [str(Path(st.kubectl_dir) / "kubectl"), f"--kubeconfig={st.kubeconfig}"]
         self.api = k8s_config.new_client_from_config(config_file=st.kubeconfig)
         self.prefix = f"scale-{run_id}"
@@ -527,7 +529,10 @@ class Bench:
 
     @contextlib.contextmanager
     def operator(self, kubeconfig: Path, pattern: str, log: Path) -> Iterator[int]:
-        """`authz-operator --standalone` serving the namespaces of `pattern`; its pid."""
+        """`authz-operator --standalone` serving the namespaces of `pattern` (kopf then
+        watches each of them), or every namespace with one cluster-wide watch per kind
+        (`all_namespaces`); its pid."""
+        where = "--all-namespaces" if self.all_namespaces else f"--namespace={pattern}"
         port = procs.free_port()
         env = {k: v for k, v in os.environ.items()
                if k not in ("WATCH_NAMESPACES", "AUTHZ_METRICS_PORT", "AUTHZ_KUBECONFIG")}
@@ -535,7 +540,7 @@ class Bench:
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [str(Path(sys.executable).parent / "authz-operator"), "--standalone",
-                 f"--namespace={pattern}", f"--liveness=http://127.0.0.1:{port}/healthz"],
+                 where, f"--liveness=http://127.0.0.1:{port}/healthz"],
                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             procs.wait_until("the operator's liveness endpoint",
@@ -635,14 +640,15 @@ class Bench:
             level = LOG_LEVELS[i % 2]
         cm = (namespace, resources.child_names(name).config_map)
         started = time.monotonic()
-        self.call("PATCH", f"/apis/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}",
-                  {"spec": {"logLevel": level}}, "application/merge-patch+json")
+        patched = self.call(
+            "PATCH", f"/apis/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}",
+            {"spec": {"logLevel": level}}, "application/merge-patch+json")
+        generation = int(patched["metadata"]["generation"])
         cms.wait(lambda: (cms.objects.get(cm) or {}).get("data", {}).get("log-level") == level,
                  120, f"{namespace}/{name}: ConfigMap log-level {level}")
         acted = cms.seen_at[cm] - started
-        crs.wait(lambda: resource_ready(crs.objects[key]) and (
-            crs.objects[key]["status"].get("observedGeneration")
-            == crs.objects[key]["metadata"]["generation"]), 300, f"{namespace}/{name} Ready")
+        crs.wait(lambda: int(crs.objects[key]["metadata"].get("generation", 0)) >= generation
+                 and resource_ready(crs.objects[key]), 300, f"{namespace}/{name} Ready again")
         return acted
 
     def delete_child(self, key: Key, svcs: Tracker) -> float:
@@ -777,6 +783,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--apply-parallel", type=int, default=1,
                         help="kubectl processes per apply, each given whole namespaces "
                              "(both sides; default 1)")
+    parser.add_argument("--all-namespaces", action="store_true",
+                        help="the operator serves every namespace (one watch per kind, as a "
+                             "platform team runs it; it then also serves the cluster's "
+                             "other resources) instead of this size's namespace pattern "
+                             "(one watch per kind and namespace)")
     parser.add_argument("--no-migrations", action="store_true",
                         help="resources without a migration Job (with --replicas 0: no pod "
                              "at all, the operator's own objects only)")
@@ -793,6 +804,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, interrupted)
     spec = resource_spec(args.replicas, migrations=not args.no_migrations)
     bench = Bench(st, args.run_dir, secrets.token_hex(3), spec, args.apply_parallel)
+    bench.all_namespaces = args.all_namespaces
     folder = args.run_dir / cluster.AUDIT_DIR
     notes = []
     if not audit.log_files(folder):
@@ -815,6 +827,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in notes:
         print(f"[scale] NOTE: {note}", file=sys.stderr)
     results: list[SizeResult] = []
+    failure, n = "", 0
+    version_line = versions(bench)
     try:
         kubeconfig = bench.make_identity() if "a" in args.sides else None
         for n in sizes:
@@ -825,7 +839,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bench.side_a(n, kubeconfig, idle, args.tries, result)
             results.append(result)
             print("\n".join(summary_table([result])[2:]), file=sys.stderr)
-        version_line = versions(bench)
+    except (Exception, KeyboardInterrupt) as exc:
+        # What was measured before is still printed below; this size is not.
+        failure = f"stopped at N={n}: {type(exc).__name__}: {exc}"
+        traceback.print_exc()
     finally:
         bench.cleanup()
     print(f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
@@ -839,9 +856,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     kinds = [o["kind"] for o in rendered_children(("ns", "svc"), spec, {SECRET: "1"})]
     print(f"Each resource: {args.replicas} pods on kwok's fake nodes; children "
           f"{', '.join(kinds)}; kubectl processes per apply: {args.apply_parallel}; one "
-          f"operator process as {bench.user}")
+          f"operator process as {bench.user}, serving "
+          f"{'all namespaces' if args.all_namespaces else 'its size namespaces (a pattern)'}")
     for note in notes:
         print(f"NOTE: {note}")
+    if failure:
+        print(f"FAILED: {failure}")
     print()
     print("\n".join(summary_table(results)))
     for r in results:
@@ -851,7 +871,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plot:
         plot(results, args.plot)
         print(f"Plot: {args.plot}")
-    return 0
+    return 1 if failure else 0
 
 
 if __name__ == "__main__":
