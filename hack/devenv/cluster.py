@@ -5,6 +5,7 @@ and kwok for fake nodes (tainted: for scale tests only). Pods run on the real no
 
 from __future__ import annotations
 
+import json
 import secrets
 import ssl
 import urllib.request
@@ -90,20 +91,169 @@ def _healthy(url: str, ca: Path | None = None, token: str | None = None) -> bool
         return bool(resp.status == 200)
 
 
+# ---------------------------------------------------------------------------------------------
+# kwok: a migration Job's pod on a fake node ends the way `authz-service migrate up` ends
+
+# The operator learns a migration's result from the migrate container's termination message
+# (docs/service.md, "Termination message"); kwok's fake pods run nothing and write none. This
+# stage finishes an up-migration Job's pod with the message the real command writes on a
+# fresh database (every migration of this checkout applied), so on kwok the operator reads
+# the same contract as on the real node, with no special case in the operator. kwok's own
+# pod-complete stage keeps every other Job's pod (down-migrations included: the operator
+# takes their schema from the Job's `--to`, not the message).
+MIGRATE_CONTAINER = "migrate"                 # authz_operator.resources.MIGRATE_CONTAINER
+MIGRATION_LABEL = "rwadurian.io/migration"    # authz_operator.resources.LABEL_MIGRATION
+_MIGRATION_KEY = f'.metadata.labels["{MIGRATION_LABEL}"]'
+MIGRATIONS = paths.REPO / "migrations"
+
+
+def migrate_up_message(migrations: Path = MIGRATIONS) -> str:
+    """What `authz-service migrate up` writes as its termination message when it applied
+    every migration in `migrations` (`NNNN_name.up.sql` files) to an empty database."""
+    versions = sorted({f.name[:4] for f in migrations.glob("[0-9][0-9][0-9][0-9]_*.up.sql")})
+    return json.dumps({"schemaVersion": versions[-1] if versions else "0000",
+                       "applied": versions})
+
+
+def migrate_up_stage(pod_complete: dict[str, Any], message: str) -> dict[str, Any]:
+    """kwok's pod-complete stage narrowed to our up-migration Jobs' pods, whose migrate
+    container ends with `message` (Completed, exit 0, as the real one)."""
+    if "`" in message:
+        raise ValueError("the message goes into a Go raw string: no backquotes")
+    selector = json.loads(json.dumps(pod_complete["spec"]["selector"]))
+    selector["matchExpressions"].append(
+        {"key": _MIGRATION_KEY, "operator": "In", "values": ["up"]})
+    template = "\n".join([
+        "{{ $now := Now }}",
+        "containerStatuses:",
+        "{{ range $index, $item := .spec.containers }}",
+        "- image: {{ $item.image | Quote }}",
+        "  name: {{ $item.name | Quote }}",
+        "  ready: false",
+        "  restartCount: 0",
+        "  started: false",
+        "  state:",
+        "    terminated:",
+        "      exitCode: 0",
+        "      finishedAt: {{ $now | Quote }}",
+        "      reason: Completed",
+        "      startedAt: {{ $now | Quote }}",
+        f'      {{{{ if eq $item.name "{MIGRATE_CONTAINER}" }}}}'
+        f"message: {{{{ `{message}` | Quote }}}}{{{{ end }}}}",
+        "{{ end }}",
+        "phase: Succeeded",
+        ""])
+    return {"apiVersion": pod_complete["apiVersion"], "kind": "Stage",
+            "metadata": {"name": "authz-migrate-up-complete"},
+            "spec": {"resourceRef": pod_complete["spec"]["resourceRef"], "selector": selector,
+                     "next": {"statusTemplate": template}}}
+
+
+def other_jobs_complete_stage(pod_complete: dict[str, Any]) -> dict[str, Any]:
+    """kwok's pod-complete stage for every Job's pod but ours above (two stages matching
+    one pod would be picked at random)."""
+    stage: dict[str, Any] = json.loads(json.dumps(pod_complete))
+    stage["spec"]["selector"]["matchExpressions"].append(
+        {"key": _MIGRATION_KEY, "operator": "NotIn", "values": ["up"]})
+    return stage
+
+
+def stage_yaml(stage: dict[str, Any]) -> str:
+    """A stage as YAML, its templates as literal blocks (readable in .local/run)."""
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value,
+                                       style="|" if "\n" in value else None)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(stage, Dumper=Dumper, sort_keys=False)
+
+
 def _kwok_stages(run: Path) -> list[Path]:
-    """kwok's standard stages: nodes Ready with leases; pods Running, Jobs completed."""
+    """kwok's standard stages: nodes Ready with leases; pods Running, Jobs completed (our
+    up-migration Jobs with the migrate command's termination message)."""
     src = build.kwok_stages_dir()
     out = run / "kwok-stages"
     out.mkdir(parents=True, exist_ok=True)
     files = []
     for rel in ("node/fast/node-initialize.yaml",
                 "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
-                "pod/fast/pod-ready.yaml", "pod/fast/pod-complete.yaml",
-                "pod/fast/pod-delete.yaml"):
+                "pod/fast/pod-ready.yaml", "pod/fast/pod-delete.yaml"):
         target = out / Path(rel).name
         target.write_text((src / rel).read_text())
         files.append(target)
+    pod_complete = yaml.safe_load((src / "pod/fast/pod-complete.yaml").read_text())
+    for name, stage in (("pod-complete.yaml", other_jobs_complete_stage(pod_complete)),
+                        ("pod-migrate-up-complete.yaml",
+                         migrate_up_stage(pod_complete, migrate_up_message()))):
+        target = out / name
+        target.write_text(stage_yaml(stage))
+        files.append(target)
     return files
+
+
+# ---------------------------------------------------------------------------------------------
+# the API server's audit log
+
+AUDIT_POLICY = "audit-policy.yaml"
+AUDIT_DIR = "audit"
+AUDIT_LOG = "audit.log"   # JSON lines; rotated files sit beside it (audit-<time>.log)
+AUDIT_MAX_MB, AUDIT_BACKUPS = 100, 5   # at most 600 MB on disk
+
+
+def audit_policy() -> dict[str, Any]:
+    """What the API server records (first matching rule wins), at Metadata level (who, verb,
+    resource, namespace, name, response code, timestamps; never a body), a request when its
+    response completes (a watch also when it starts):
+    - every request of a ServiceAccount, reads and watches included: operators run as one
+      (in the cluster, in the RBAC tests, in the scale benchmark), and the benchmark counts
+      their requests by user, verb and resource (benchmarks/operator_scale.py);
+    - nothing for heartbeats and chatter: leases, events, node status, the API server's own
+      loopback client, health and discovery endpoints;
+    - nothing for other reads (the admin token that the controllers, the kubelet, kwok and
+      the tests use reads all the time);
+    - every other write, so any change can be traced to who made it.
+    """
+    return {
+        "apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+        "omitStages": ["RequestReceived"],
+        "rules": [
+            {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+            {"level": "None", "users": ["system:apiserver"]},
+            {"level": "None", "resources": [
+                {"group": "coordination.k8s.io", "resources": ["leases"]},
+                {"group": "", "resources": ["events", "nodes", "nodes/status"]},
+                {"group": "events.k8s.io", "resources": ["events"]}]},
+            {"level": "None", "nonResourceURLs": [
+                "/healthz*", "/livez*", "/readyz*", "/version", "/metrics", "/openapi/*",
+                "/api", "/api/*", "/apis", "/apis/*"]},
+            {"level": "None", "verbs": ["get", "list", "watch"]},
+            {"level": "Metadata"},
+        ],
+    }
+
+
+def audit_args(run: Path) -> list[str]:
+    """The API server's flags for `audit_policy`, logging JSON lines under `run`/audit,
+    rotated by size so the log cannot fill the disk."""
+    policy = run / AUDIT_POLICY
+    (run / AUDIT_DIR).mkdir(parents=True, exist_ok=True)
+    policy.write_text(yaml.safe_dump(audit_policy(), sort_keys=False))
+    return [f"--audit-policy-file={policy}", f"--audit-log-path={run / AUDIT_DIR / AUDIT_LOG}",
+            "--audit-log-format=json", f"--audit-log-maxsize={AUDIT_MAX_MB}",
+            f"--audit-log-maxbackup={AUDIT_BACKUPS}"]
+
+
+# The controllers' client rate limits. The defaults (controller-manager 20 requests/s with
+# bursts of 30, scheduler 50/100) are made for a shared production API server; at 1,000
+# resources with two pods and a Job each (3,000 pods to create, bind and track, plus
+# ReplicaSets, EndpointSlices and status updates) they alone would take minutes, for kubectl
+# applies and operator alike. Both talk as the admin (exempt from priority and fairness), so
+# the API server's own capacity on this machine is then what both sides wait on.
+CONTROLLER_QPS, CONTROLLER_BURST = 500, 1000
 
 
 def start(state: State) -> None:
@@ -168,7 +318,7 @@ def start(state: State) -> None:
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--service-cluster-ip-range={netns.SERVICE_CIDR}", "--allow-privileged=true",
             "--enable-admission-plugins=PodSecurity,ServiceAccount,NamespaceLifecycle",
-            "--profiling=false", "--v=1"], log,
+            *audit_args(run), "--profiling=false", "--v=1"], log,
             ready=lambda: _healthy(f"https://127.0.0.1:{port}/readyz", pki / "ca.crt", token),
             timeout=120)
     state.kubeconfig = str(kubeconfig)
@@ -181,8 +331,10 @@ def start(state: State) -> None:
         # Tests wait for these; the defaults are tuned for big clusters.
         "--concurrent-gc-syncs=5", "--horizontal-pod-autoscaler-sync-period=5s",
         # An HPA scales down 5 minutes after load ends by default; tests watch it happen.
-        "--horizontal-pod-autoscaler-downscale-stabilization=15s"])
-    _start_controller(state, bins, "kube-scheduler", [])
+        "--horizontal-pod-autoscaler-downscale-stabilization=15s",
+        f"--kube-api-qps={CONTROLLER_QPS}", f"--kube-api-burst={CONTROLLER_BURST}"])
+    _start_controller(state, bins, "kube-scheduler", [
+        f"--kube-api-qps={CONTROLLER_QPS}", f"--kube-api-burst={CONTROLLER_BURST}"])
 
     if not procs.alive(state.pids.get("kwok")):
         stage_args = [f"--config={f}" for f in _kwok_stages(run)]

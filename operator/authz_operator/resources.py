@@ -43,7 +43,7 @@ from authz_operator.podconfig import (
     secrets_hash,
     target_from_spec,
 )
-from authz_operator.spec import Probe, Spec
+from authz_operator.spec import Placement, Probe, Spec
 from authz_operator.status import Direction
 
 Obj = dict[str, Any]
@@ -167,7 +167,9 @@ def _resources(spec: Spec) -> Obj:
     }
 
 
-def _pod_spec_common(spec: Spec, owner: Owner) -> Obj:
+def _pod_spec_common(spec: Spec, owner: Owner, placement: Placement) -> Obj:
+    """What the service's pods and the migration Job's pod share; `placement` is each one's
+    (nodeSelector, tolerations, affinity: present only when set)."""
     pod: Obj = {
         "serviceAccountName": child_names(owner.name).service_account,
         "automountServiceAccountToken": False,
@@ -176,6 +178,7 @@ def _pod_spec_common(spec: Spec, owner: Owner) -> Obj:
     }
     if spec.image_pull_secrets:
         pod["imagePullSecrets"] = [{"name": n} for n in spec.image_pull_secrets]
+    pod.update(placement.pod_fields())
     return pod
 
 
@@ -230,7 +233,7 @@ def desired_deployment(spec: Spec, owner: Owner, target: Target,
                     ANN_SECRETS_HASH: target.secrets_hash,
                 },
             },
-            "spec": {**_pod_spec_common(spec, owner),
+            "spec": {**_pod_spec_common(spec, owner, spec.placement),
                      "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
                      "containers": [container]},
         },
@@ -333,7 +336,8 @@ def desired_migration_job(spec: Spec, owner: Owner, target: Target, revision: in
             "template": {
                 "metadata": {"labels": {
                     **pod_labels(owner.name, target.image, Component.MIGRATION), **extra}},
-                "spec": {**_pod_spec_common(spec, owner), "restartPolicy": "Never",
+                "spec": {**_pod_spec_common(spec, owner, spec.migrations.placement),
+                         "restartPolicy": "Never",
                          "containers": [container]},
             },
         },

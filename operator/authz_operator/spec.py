@@ -7,8 +7,9 @@ same thing. `tests/unit/operator/test_crd.py` keeps both in step.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,11 +124,73 @@ class Ingress:
     )
 
 
+# Pod placement, as any chart has it: the pod spec's own nodeSelector, tolerations and affinity.
+TOLERATION_OPERATORS = ("Equal", "Exists")
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+PLACEMENT_FIELDS = ("nodeSelector", "tolerations", "affinity")
+# A label key ([prefix/]name) and value, as the API server checks them.
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY_RE = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?" + _LABEL_NAME + "$")
+LABEL_VALUE_PATTERN = r"^(" + _LABEL_NAME + ")?$"
+_LABEL_VALUE_RE = re.compile(LABEL_VALUE_PATTERN)
+
+
+@dataclass(frozen=True)
+class Toleration:
+    """One toleration of a pod (core/v1 Toleration); an empty key with Exists tolerates
+    every taint."""
+
+    key: str = ""
+    operator: str = "Equal"
+    value: str = ""
+    effect: str = ""                      # "" matches every effect
+    toleration_seconds: int | None = None  # NoExecute only
+
+    def to_pod(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"operator": self.operator}
+        if self.key:
+            out["key"] = self.key
+        if self.value:
+            out["value"] = self.value
+        if self.effect:
+            out["effect"] = self.effect
+        if self.toleration_seconds is not None:
+            out["tolerationSeconds"] = self.toleration_seconds
+        return out
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a pod may run. `affinity` is a core/v1 Affinity (node affinity, pod affinity
+    and anti-affinity), checked field by field when parsed and kept as canonical JSON so
+    the spec stays frozen; "" means none."""
+
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[Toleration, ...] = ()
+    affinity: str = ""
+
+    def pod_fields(self) -> dict[str, Any]:
+        """The pod spec's fields for this placement: only those that are set, so a
+        resource without placement renders the same pods as before these fields existed."""
+        out: dict[str, Any] = {}
+        if self.node_selector:
+            out["nodeSelector"] = dict(self.node_selector)
+        if self.tolerations:
+            out["tolerations"] = [t.to_pod() for t in self.tolerations]
+        if self.affinity:
+            out["affinity"] = json.loads(self.affinity)
+        return out
+
+
 @dataclass(frozen=True)
 class Migrations:
     enabled: bool = True
     backoff_limit: int = 3
     active_deadline_seconds: int = 600
+    # The Job's pod: the service pods' placement, field by field, unless migrations.<field>
+    # is given (parse_spec resolves it).
+    placement: Placement = Placement()
 
 
 @dataclass(frozen=True)
@@ -173,6 +236,7 @@ class Spec:
     rollout: Rollout = Rollout()
     probes: Probes = Probes()
     paused: bool = False
+    placement: Placement = Placement()   # the service pods'
 
     def secret_refs(self) -> tuple[tuple[str, SecretKeyRef], ...]:
         """Every Secret key the pods read, with the environment variable it feeds."""
@@ -273,6 +337,152 @@ def _probe(raw: Mapping[str, Any], key: str, default: Probe) -> Probe:
     )
 
 
+def _label_map(raw: Any, path: str) -> tuple[tuple[str, str], ...]:
+    """A map of label keys to label values (a nodeSelector, a matchLabels), sorted."""
+    if not isinstance(raw, Mapping):
+        raise SpecError(path, "must be a map of label keys to label values")
+    for key, value in raw.items():
+        if not isinstance(key, str) or not _LABEL_KEY_RE.match(key):
+            raise SpecError(f"{path}[{key}]", "is not a label key ([prefix/]name)")
+        if not isinstance(value, str) or not _LABEL_VALUE_RE.match(value):
+            raise SpecError(f"{path}[{key}]", f"{value!r} is not a label value")
+    return tuple(sorted(raw.items()))
+
+
+def _known(raw: Mapping[str, Any], path: str, fields: Sequence[str]) -> None:
+    for key in raw:
+        if key not in fields:
+            raise SpecError(f"{path}.{key}", f"is not a field here (one of {', '.join(fields)})")
+
+
+def _toleration(raw: Any, path: str) -> Toleration:
+    """One toleration, with the API server's rules: an empty key needs Exists, Exists takes
+    no value, tolerationSeconds only with NoExecute."""
+    if not isinstance(raw, Mapping):
+        raise SpecError(path, "must be an object (key, operator, value, effect)")
+    _known(raw, path, ("key", "operator", "value", "effect", "tolerationSeconds"))
+    key, operator = raw.get("key") or "", raw.get("operator") or "Equal"
+    value, effect = raw.get("value") or "", raw.get("effect") or ""
+    seconds = raw.get("tolerationSeconds")
+    if not isinstance(key, str) or (key and not _LABEL_KEY_RE.match(key)):
+        raise SpecError(f"{path}.key", f"{key!r} is not a taint key ([prefix/]name)")
+    if operator not in TOLERATION_OPERATORS:
+        raise SpecError(f"{path}.operator", "must be Equal or Exists")
+    if not key and operator != "Exists":
+        raise SpecError(f"{path}.operator", "must be Exists when key is empty (every taint)")
+    if not isinstance(value, str) or not _LABEL_VALUE_RE.match(value):
+        raise SpecError(f"{path}.value", f"{value!r} is not a taint value")
+    if operator == "Exists" and value:
+        raise SpecError(f"{path}.value", "must be empty when operator is Exists")
+    if effect and effect not in TAINT_EFFECTS:
+        raise SpecError(f"{path}.effect", f"must be one of {', '.join(TAINT_EFFECTS)}")
+    if seconds is not None:
+        if isinstance(seconds, bool) or not isinstance(seconds, int):
+            raise SpecError(f"{path}.tolerationSeconds", "must be an integer")
+        if effect != "NoExecute":
+            raise SpecError(f"{path}.tolerationSeconds", "is allowed only with effect NoExecute")
+    return Toleration(key, operator, value, effect, seconds)
+
+
+# The shape of a core/v1 Affinity, so a mistake is named (InvalidSpec) before any pod is
+# built: ("obj", required, fields), ("list", item, min items), ("str",) non-empty,
+# ("text",) any string, ("weight",) 1..100, ("labels",) a label map, ("req", operators).
+Shape = tuple[Any, ...]
+_REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
+_PREFERRED = "preferredDuringSchedulingIgnoredDuringExecution"
+_STRINGS: Shape = ("list", ("str",), 0)
+_NODE_TERM: Shape = ("obj", (), {
+    "matchExpressions": ("list", ("req", ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")),
+                         0),
+    "matchFields": ("list", ("req", ("In", "NotIn")), 0)})
+_LABEL_SELECTOR: Shape = ("obj", (), {
+    "matchLabels": ("labels",),
+    "matchExpressions": ("list", ("req", ("In", "NotIn", "Exists", "DoesNotExist")), 0)})
+_POD_TERM: Shape = ("obj", ("topologyKey",), {
+    "labelSelector": _LABEL_SELECTOR, "namespaceSelector": _LABEL_SELECTOR,
+    "namespaces": _STRINGS, "topologyKey": ("str",), "matchLabelKeys": _STRINGS,
+    "mismatchLabelKeys": _STRINGS})
+_POD_AFFINITY: Shape = ("obj", (), {
+    _REQUIRED: ("list", _POD_TERM, 0),
+    _PREFERRED: ("list", ("obj", ("weight", "podAffinityTerm"),
+                          {"weight": ("weight",), "podAffinityTerm": _POD_TERM}), 0)})
+AFFINITY_SHAPE: Shape = ("obj", (), {
+    "nodeAffinity": ("obj", (), {
+        _REQUIRED: ("obj", ("nodeSelectorTerms",), {"nodeSelectorTerms": ("list", _NODE_TERM, 1)}),
+        _PREFERRED: ("list", ("obj", ("weight", "preference"),
+                              {"weight": ("weight",), "preference": _NODE_TERM}), 0)}),
+    "podAffinity": _POD_AFFINITY,
+    "podAntiAffinity": _POD_AFFINITY})
+_REQUIREMENT: Shape = ("obj", ("key", "operator"),
+                       {"key": ("str",), "operator": ("str",), "values": ("list", ("text",), 0)})
+
+
+def _shaped(value: Any, shape: Shape, path: str) -> Any:
+    """`value` checked against `shape`; a copy without null fields."""
+    kind = shape[0]
+    if kind == "obj":
+        required, fields = shape[1], shape[2]
+        if not isinstance(value, Mapping):
+            raise SpecError(path, "must be an object")
+        _known(value, path, tuple(fields))
+        for key in required:
+            if value.get(key) is None:
+                raise SpecError(f"{path}.{key}", "is required")
+        return {k: _shaped(v, fields[k], f"{path}.{k}") for k, v in value.items()
+                if v is not None}
+    if kind == "list":
+        if not isinstance(value, list) or len(value) < shape[2]:
+            raise SpecError(path, f"must be a list of at least {shape[2]}" if shape[2]
+                            else "must be a list")
+        return [_shaped(v, shape[1], f"{path}[{i}]") for i, v in enumerate(value)]
+    if kind in ("str", "text"):
+        if not isinstance(value, str) or (kind == "str" and not value):
+            raise SpecError(path, "must be a non-empty string" if kind == "str"
+                            else "must be a string")
+        return value
+    if kind == "weight":
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+            raise SpecError(path, "must be an integer between 1 and 100")
+        return value
+    if kind == "labels":
+        return dict(_label_map(value, path))
+    return _requirement(value, shape[1], path)
+
+
+def _requirement(value: Any, operators: tuple[str, ...], path: str) -> Any:
+    """A selector requirement: a key, an operator, and the values that operator takes."""
+    req = _shaped(value, _REQUIREMENT, path)
+    op, values = req["operator"], req.get("values") or []
+    if op not in operators:
+        raise SpecError(f"{path}.operator", f"must be one of {', '.join(operators)}")
+    if op in ("In", "NotIn") and not values:
+        raise SpecError(f"{path}.values", f"must not be empty with operator {op}")
+    if op in ("Exists", "DoesNotExist") and values:
+        raise SpecError(f"{path}.values", f"must be empty with operator {op}")
+    if op in ("Gt", "Lt") and (len(values) != 1 or not re.fullmatch(r"-?[0-9]+", values[0])):
+        raise SpecError(f"{path}.values", f"must be one integer with operator {op}")
+    return req
+
+
+def _placement(raw: Mapping[str, Any], path: str, inherit: Placement) -> Placement:
+    """nodeSelector, tolerations and affinity of `raw`; a field absent keeps `inherit`'s (a
+    field given, even empty, replaces it)."""
+    node_selector, tolerations, affinity = (inherit.node_selector, inherit.tolerations,
+                                            inherit.affinity)
+    if raw.get("nodeSelector") is not None:
+        node_selector = _label_map(raw["nodeSelector"], f"{path}nodeSelector")
+    if raw.get("tolerations") is not None:
+        items = raw["tolerations"]
+        if not isinstance(items, list):
+            raise SpecError(f"{path}tolerations", "must be a list of tolerations")
+        tolerations = tuple(_toleration(t, f"{path}tolerations[{i}]")
+                            for i, t in enumerate(items))
+    if raw.get("affinity") is not None:
+        checked = _shaped(raw["affinity"], AFFINITY_SHAPE, f"{path}affinity")
+        affinity = json.dumps(checked, sort_keys=True, separators=(",", ":")) if checked else ""
+    return Placement(node_selector, tolerations, affinity)
+
+
 def parse_spec(raw: Mapping[str, Any]) -> Spec:
     """Parse `spec` of an AuthorizationService; raise SpecError naming the first bad field.
 
@@ -337,6 +547,8 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
     if log_level not in ("debug", "info", "warn", "error"):
         raise SpecError("logLevel", "must be one of debug, info, warn, error")
 
+    placement = _placement(raw, "", Placement())
+
     return Spec(
         image=image,
         replicas=_int(raw, "replicas", "", 3, 0, 1000),
@@ -378,6 +590,7 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
             backoff_limit=_int(mg, "backoffLimit", "migrations.", 3, 0, 100),
             active_deadline_seconds=_int(mg, "activeDeadlineSeconds", "migrations.", 600, 1,
                                          86400),
+            placement=_placement(mg, "migrations.", placement),
         ),
         rollout=Rollout(
             progress_deadline_seconds=_int(ro, "progressDeadlineSeconds", "rollout.", 600, 1,
@@ -388,4 +601,5 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
         probes=Probes(readiness=_probe(pb, "readiness", Probes.readiness),
                       liveness=_probe(pb, "liveness", Probes.liveness)),
         paused=_bool(raw, "paused", "", False),
+        placement=placement,
     )

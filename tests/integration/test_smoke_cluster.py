@@ -14,7 +14,13 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from devenv import build
-from devenv.cluster import FAKE_NODES, ON_FAKE_NODES
+from devenv.cluster import (
+    FAKE_NODES,
+    MIGRATE_CONTAINER,
+    MIGRATION_LABEL,
+    ON_FAKE_NODES,
+    migrate_up_message,
+)
 from tests.support.kube import condition, watch_until
 
 pytestmark = pytest.mark.cluster
@@ -77,6 +83,28 @@ def test_job_completes_on_a_fake_node(api: Any, namespace: str) -> None:
     client.BatchV1Api(api).create_namespaced_job(namespace, job)
     watch_until(client.BatchV1Api(api).list_namespaced_job,
                 lambda js: condition(js[0], "Complete") == "True", namespace, timeout=60)
+
+
+def test_an_up_migration_pod_on_a_fake_node_ends_with_migrate_ups_message(
+        api: Any, namespace: str) -> None:
+    """kwok's stage of ours (devenv.cluster.migrate_up_stage): the operator reads the same
+    termination message there as from the real `authz-service migrate up`."""
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "svc-migrate-1"},
+        "spec": {"backoffLimit": 0, "template": {
+            "metadata": {"labels": {MIGRATION_LABEL: "up"}},
+            "spec": {**ON_FAKE_NODES, "restartPolicy": "Never", "containers": [
+                {"name": MIGRATE_CONTAINER,
+                 "image": "registry.example/authorization-service:1.4.0"}]}}},
+    }
+    client.BatchV1Api(api).create_namespaced_job(namespace, job)
+    pods = watch_until(
+        client.CoreV1Api(api).list_namespaced_pod,
+        lambda ps: bool(ps) and ps[0]["status"].get("phase") == "Succeeded", namespace,
+        label_selector="batch.kubernetes.io/job-name=svc-migrate-1", timeout=60)
+    [status] = pods[0]["status"]["containerStatuses"]
+    assert status["state"]["terminated"].get("message") == migrate_up_message(), (
+        "no migrate message: an environment started before the stage? ./hack/down && ./hack/up")
 
 
 def test_garbage_collector_deletes_dependents(api: Any, namespace: str) -> None:

@@ -418,3 +418,24 @@ def test_a_legacy_selector_is_kept_where_it_is_given() -> None:
     assert pdb["spec"]["selector"]["matchLabels"] == LEGACY_SELECTOR
     assert dep["spec"]["template"] == r.desired_deployment(spec, OWNER, target)["spec"][
         "template"]
+
+
+def test_placement_lands_in_the_pods_of_the_deployment_and_the_job() -> None:
+    """nodeSelector, tolerations and affinity on the service's pods; the Job's pod gets the
+    same unless migrations.<field> replaces one; nothing at all without them."""
+    tolerations = [{"key": "kwok.x-k8s.io/node", "operator": "Exists"}]
+    affinity = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 50, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname"}}]}}
+    spec, target = build(nodeSelector={"type": "kwok"}, tolerations=tolerations,
+                         affinity=affinity, migrations={"affinity": {}})
+    placement = {"nodeSelector": {"type": "kwok"}, "tolerations": tolerations}
+    expected = expected_deployment(target)
+    expected["spec"]["template"]["spec"].update({**placement, "affinity": affinity})
+    assert strip_hash(r.desired_deployment(spec, OWNER, target)) == expected
+    job = r.desired_migration_job(spec, OWNER, target, 3)
+    plain_spec, plain_target = build()
+    plain_job = r.desired_migration_job(plain_spec, OWNER, plain_target, 3)
+    assert job["spec"]["template"]["spec"] == {**plain_job["spec"]["template"]["spec"],
+                                               **placement}
+    assert r.desired_hash(r.desired_deployment(plain_spec, OWNER, plain_target)) != r.desired_hash(
+        r.desired_deployment(spec, OWNER, target))

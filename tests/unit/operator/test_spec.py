@@ -7,12 +7,14 @@ import pytest
 from authz_operator.spec import (
     Autoscaling,
     Kafka,
+    Placement,
     Probe,
     Probes,
     Redis,
     SecretKeyRef,
     Spec,
     SpecError,
+    Toleration,
     image_tag,
     parse_spec,
     raw_secret_names,
@@ -88,6 +90,64 @@ def test_the_secret_watch_reads_an_unparseable_spec_too() -> None:
     assert raw_secret_names({"jwt": "x", "database": {"urlSecretRef": {"name": ""}}}) == set()
 
 
+REQ = "requiredDuringSchedulingIgnoredDuringExecution"
+PREF = "preferredDuringSchedulingIgnoredDuringExecution"
+NODE_TERMS = f"affinity.nodeAffinity.{REQ}.nodeSelectorTerms"
+PLACEMENT_ERRORS: list[tuple[dict[str, Any], str]] = [
+    ({"nodeSelector": ["type=kwok"]}, "nodeSelector"),
+    ({"nodeSelector": {"bad key!": "x"}}, "nodeSelector[bad key!]"),
+    ({"nodeSelector": {"type": "no spaces"}}, "nodeSelector[type]"),
+    ({"nodeSelector": {"type": 1}}, "nodeSelector[type]"),
+    ({"tolerations": {"key": "a"}}, "tolerations"),
+    ({"tolerations": ["a"]}, "tolerations[0]"),
+    ({"tolerations": [{"value": "x"}]}, "tolerations[0].operator"),
+    ({"tolerations": [{"key": "a", "operator": "Maybe"}]}, "tolerations[0].operator"),
+    ({"tolerations": [{"key": "a", "operator": "Exists", "value": "x"}]}, "tolerations[0].value"),
+    ({"tolerations": [{"key": "a", "effect": "Sometimes"}]}, "tolerations[0].effect"),
+    ({"tolerations": [{"key": "a", "effect": "NoSchedule", "tolerationSeconds": 5}]},
+     "tolerations[0].tolerationSeconds"),
+    ({"tolerations": [{"key": "a", "effect": "NoExecute", "tolerationSeconds": "5"}]},
+     "tolerations[0].tolerationSeconds"),
+    ({"tolerations": [{"key": "a", "colour": "x"}]}, "tolerations[0].colour"),
+    ({"tolerations": [{"key": "a"}, {"key": "/x"}]}, "tolerations[1].key"),
+    ({"affinity": []}, "affinity"),
+    ({"affinity": {"nodeAfinity": {}}}, "affinity.nodeAfinity"),
+    ({"affinity": {"nodeAffinity": {REQ: {}}}}, f"affinity.nodeAffinity.{REQ}.nodeSelectorTerms"),
+    ({"affinity": {"nodeAffinity": {REQ: {"nodeSelectorTerms": []}}}}, NODE_TERMS),
+    ({"affinity": {"nodeAffinity": {REQ: {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "zone", "operator": "In"}]}]}}}},
+     f"{NODE_TERMS}[0].matchExpressions[0].values"),
+    ({"affinity": {"nodeAffinity": {REQ: {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "zone", "operator": "Exists", "values": ["a"]}]}]}}}},
+     f"{NODE_TERMS}[0].matchExpressions[0].values"),
+    ({"affinity": {"nodeAffinity": {REQ: {"nodeSelectorTerms": [
+        {"matchFields": [{"key": "metadata.name", "operator": "Exists"}]}]}}}},
+     f"{NODE_TERMS}[0].matchFields[0].operator"),
+    ({"affinity": {"nodeAffinity": {PREF: [{"weight": 1, "preference": {"matchExpressions": [
+        {"key": "cores", "operator": "Gt", "values": ["many"]}]}}]}}},
+     f"affinity.nodeAffinity.{PREF}[0].preference.matchExpressions[0].values"),
+    ({"affinity": {"nodeAffinity": {PREF: [{"preference": {}}]}}},
+     f"affinity.nodeAffinity.{PREF}[0].weight"),
+    ({"affinity": {"podAntiAffinity": {PREF: [
+        {"weight": 101, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname"}}]}}},
+     f"affinity.podAntiAffinity.{PREF}[0].weight"),
+    ({"affinity": {"podAffinity": {REQ: [{"labelSelector": {}}]}}},
+     f"affinity.podAffinity.{REQ}[0].topologyKey"),
+    ({"affinity": {"podAffinity": {REQ: [{"topologyKey": "zone", "labelSelector": {
+        "matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]}}]}}},
+     f"affinity.podAffinity.{REQ}[0].labelSelector.matchExpressions[0].operator"),
+    ({"affinity": {"podAffinity": {REQ: [{"topologyKey": "zone", "labelSelector": {
+        "matchLabels": {"app": "a b"}}}]}}},
+     f"affinity.podAffinity.{REQ}[0].labelSelector.matchLabels[app]"),
+    ({"affinity": {"podAffinity": {REQ: [{"topologyKey": "zone", "namespaces": "team"}]}}},
+     f"affinity.podAffinity.{REQ}[0].namespaces"),
+    ({"migrations": {"tolerations": [{"value": "x"}]}}, "migrations.tolerations[0].operator"),
+    ({"migrations": {"nodeSelector": "kwok"}}, "migrations.nodeSelector"),
+    ({"migrations": {"affinity": {"podAffinity": {REQ: [{}]}}}},
+     f"migrations.affinity.podAffinity.{REQ}[0].topologyKey"),
+]
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
@@ -114,6 +174,7 @@ def test_the_secret_watch_reads_an_unparseable_spec_too() -> None:
         ({"probes": {"liveness": {"failureThreshold": 101}}},
          "probes.liveness.failureThreshold"),
         ({"probes": {"liveness": {"periodSeconds": "10"}}}, "probes.liveness.periodSeconds"),
+        *PLACEMENT_ERRORS,
     ],
 )
 def test_bad_specs_name_the_field(changes: dict[str, Any], field: str) -> None:
@@ -134,3 +195,65 @@ def test_bad_specs_name_the_field(changes: dict[str, Any], field: str) -> None:
 )
 def test_image_tag(image: str, tag: str) -> None:
     assert image_tag(image) == tag
+
+
+# ---------------------------------------------------------------------------------------------
+# placement: nodeSelector, tolerations, affinity
+
+ON_KWOK = {"nodeSelector": {"type": "kwok"},
+           "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists"}]}
+SPREAD = {"podAntiAffinity": {PREF: [{"weight": 50, "podAffinityTerm": {
+    "topologyKey": "kubernetes.io/hostname",
+    "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": "authorization-service"}}}}]}}
+
+
+def test_no_placement_unless_asked() -> None:
+    spec = parse_spec(MINIMAL)
+    assert spec.placement == Placement()
+    assert spec.migrations.placement == Placement()
+    assert spec.placement.pod_fields() == {}
+
+
+def test_placement_is_parsed_and_the_job_inherits_it() -> None:
+    spec = parse_spec(spec_body(**ON_KWOK, affinity=SPREAD))
+    assert spec.placement.node_selector == (("type", "kwok"),)
+    assert spec.placement.tolerations == (Toleration(key="kwok.x-k8s.io/node",
+                                                     operator="Exists"),)
+    assert spec.placement.pod_fields() == {**ON_KWOK, "affinity": SPREAD}
+    assert spec.migrations.placement == spec.placement
+
+
+def test_the_jobs_placement_replaces_the_pods_field_by_field() -> None:
+    """A field given under migrations (even empty) replaces the pods' one; the others are
+    inherited."""
+    spec = parse_spec(spec_body(**ON_KWOK, affinity=SPREAD, migrations={
+        "nodeSelector": {}, "affinity": {},
+        "tolerations": [{"key": "batch", "value": "yes", "effect": "NoExecute",
+                         "tolerationSeconds": 60}]}))
+    assert spec.migrations.placement.pod_fields() == {"tolerations": [
+        {"key": "batch", "operator": "Equal", "value": "yes", "effect": "NoExecute",
+         "tolerationSeconds": 60}]}
+    assert spec.placement.pod_fields() == {**ON_KWOK, "affinity": SPREAD}
+
+
+def test_every_affinity_field_is_kept_and_nulls_are_dropped() -> None:
+    affinity: dict[str, Any] = {
+        "nodeAffinity": {
+            REQ: {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]},
+                                      {"key": "cores", "operator": "Gt", "values": ["4"]}],
+                 "matchFields": [{"key": "metadata.name", "operator": "NotIn",
+                                  "values": ["n1"]}]}]},
+            PREF: [{"weight": 1, "preference": {"matchExpressions": [
+                {"key": "ssd", "operator": "Exists"}]}}]},
+        "podAffinity": {REQ: [{"topologyKey": "zone", "namespaces": ["db"],
+                               "namespaceSelector": {"matchLabels": {"team": "x"}},
+                               "matchLabelKeys": ["pod-template-hash"],
+                               "mismatchLabelKeys": ["tenant"],
+                               "labelSelector": {"matchExpressions": [
+                                   {"key": "app", "operator": "In", "values": ["postgres"]}]}}]},
+        **SPREAD,
+    }
+    spec = parse_spec(spec_body(affinity={**affinity, "podAffinity": {
+        **affinity["podAffinity"], PREF: None}}))
+    assert spec.placement.pod_fields() == {"affinity": affinity}
