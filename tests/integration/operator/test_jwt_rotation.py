@@ -14,8 +14,9 @@ import jwt
 from authz_operator.kube import Kube
 from tests.conftest import DevEnv
 
-from .conftest import Operator, wait_for
+from .conftest import wait_for
 from .helpers import NAME, secret
+from .inprocess import Operator
 from .test_migrations import V1, _ready, service_cr
 
 SERVICE_PODS = f"app.kubernetes.io/instance={NAME},!rwadurian.io/migration"

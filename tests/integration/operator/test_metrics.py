@@ -15,8 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from authz_operator.kube import Kube
 from tests.conftest import DevEnv
 
-from .conftest import Operator, Recorder, measured, wait_for
+from .conftest import Recorder, measured, wait_for
 from .helpers import NAME, status
+from .inprocess import Operator
 from .test_migrations import V1, change_image, deploy
 
 pytestmark = [pytest.mark.cluster, pytest.mark.servers]

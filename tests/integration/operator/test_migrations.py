@@ -13,8 +13,9 @@ import pytest
 from authz_operator.kube import Kube
 from tests.conftest import DevEnv
 
-from .conftest import Operator, measured, wait_for
+from .conftest import measured, wait_for
 from .helpers import NAME, condition, cr, reasons, secret, status
+from .inprocess import Operator
 
 pytestmark = [pytest.mark.cluster, pytest.mark.servers]
 

@@ -20,8 +20,9 @@ from authz_operator.kube import Kube
 from tests.conftest import DevEnv
 from tests.support.kube import api_client
 
-from .conftest import Operator, wait_for
+from .conftest import wait_for
 from .helpers import IMAGE, NAME, condition, cr, events, ready_at_generation, secret, status
+from .inprocess import Operator
 
 pytestmark = pytest.mark.cluster
 

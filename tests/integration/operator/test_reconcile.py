@@ -12,8 +12,9 @@ from authz_operator import metrics
 from authz_operator.kube import Kube
 from tests.conftest import SHARED_DATABASE_URL
 
-from .conftest import Operator, Recorder, measured, wait_for
+from .conftest import Recorder, measured, wait_for
 from .helpers import IMAGE, NAME, condition, cr, ready_at_generation, reasons, secret, status
+from .inprocess import Operator
 
 pytestmark = pytest.mark.cluster
 

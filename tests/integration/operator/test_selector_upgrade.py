@@ -18,8 +18,9 @@ from authz_operator.spec import parse_spec
 from tests.conftest import DevEnv
 from tests.support.kube import api_client
 
-from .conftest import Operator, Recorder, wait_for
+from .conftest import Recorder, wait_for
 from .helpers import NAME, cr, reasons, secret
+from .inprocess import Operator
 
 pytestmark = pytest.mark.cluster
 
