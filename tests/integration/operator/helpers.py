@@ -102,8 +102,8 @@ GROUP, VERSION, PLURAL = "rwadurian.io", "v1alpha1", "authorizationservices"
 
 class OperatorProcess:
     """`authz-operator --standalone --namespace NS` as a child process of the test, so it can
-    be SIGKILLed at any instant (KopfRunner runs in the test's own process: it can only be
-    stopped politely). Every run appends to one log, which a test may grep."""
+    be SIGKILLed at any instant (the in-process operator, inprocess.py, can only be stopped
+    politely). Every run appends to one log, which a test may grep."""
 
     def __init__(self, namespace: str, kubeconfig: str, log: Path) -> None:
         self.namespace, self.kubeconfig, self.log = namespace, kubeconfig, log
