@@ -34,18 +34,15 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import secrets
 import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,348 +51,51 @@ sys.path.insert(0, str(REPO / "hack"))
 
 import yaml  # noqa: E402
 from kubernetes import config as k8s_config  # noqa: E402
-from kubernetes.watch.watch import iter_resp_lines  # noqa: E402
 
 from authz_operator import resources  # noqa: E402
-from authz_operator.spec import API_VERSION, KIND, PLURAL, parse_spec  # noqa: E402
-from authz_operator.workload import JobState, job_state, rollout_state  # noqa: E402
+from authz_operator.spec import API_VERSION, PLURAL  # noqa: E402
 from benchmarks import audit  # noqa: E402
 from benchmarks.service_bench import machine  # noqa: E402
-from devenv import build, cluster, paths, procs  # noqa: E402
+from devenv import cluster, paths, procs  # noqa: E402
 from devenv import state as devstate  # noqa: E402
 
-Obj = dict[str, Any]
-Key = tuple[str, str]          # (namespace, name)
-IMAGE = "registry.example/authorization-service:1.4.0"
-SECRET = "scale-secrets"  # noqa: S105 - a Secret's name
 OPERATOR_SA = "authz-operator"
 CLUSTER_ROLE = REPO / "manifests" / "base" / "rbac" / "cluster-role.yaml"
 FIELD_MANAGER = "scale-bench"
 LOG_LEVELS = ("info", "debug")   # a spec change: the ConfigMap's log-level, then a rollout
 
 
-# ---------------------------------------------------------------------------------------------
-# pure: layout, what is applied, readiness, summaries
-
-
-def namespace_count(n: int) -> int:
-    """N resources spread over N/10 namespaces (at least one)."""
-    return max(1, n // 10)
-
-
-def layout(prefix: str, n: int) -> list[Key]:
-    """(namespace, name) of each of the N resources: svc-<i> round-robin over
-    `<prefix>-<k>` namespaces."""
-    count = namespace_count(n)
-    return [(f"{prefix}-{i % count}", f"svc-{i}") for i in range(n)]
-
-
-def idle_default(n: int) -> int:
-    """Seconds of the idle window: the issue's 10 minutes at 1,000 resources, less below."""
-    return 600 if n >= 1000 else 120 if n >= 100 else 30
-
-
-def resource_spec(replicas: int, migrations: bool = True) -> Obj:
-    """The spec every benchmark resource has: the image, the seed's required references
-    (pods run nothing on kwok: no database is needed), `replicas` pods without autoscaling
-    (so a PodDisruptionBudget exists when replicas > 1), no Ingress, a migration Job unless
-    `migrations` is off; its pods placed on kwok's fake nodes like any team would place
-    them (a resource without pods has no placement: it runs on a CRD without those
-    fields too)."""
-    spec: Obj = {
-        "image": IMAGE, "replicas": replicas, "imagePullSecrets": [],
-        "autoscaling": {"enabled": False}, "ingress": {"enabled": False},
-        "database": {"urlSecretRef": {"name": SECRET, "key": "database-url"}},
-        "jwt": {"secretRef": {"name": SECRET, "key": "jwt-secret"}},
-        "redis": {"host": "redis-master.redis.svc.cluster.local"},
-        "kafka": {"brokers": ["kafka-0.kafka.svc.cluster.local:9092"]},
-    }
-    if not migrations:
-        spec["migrations"] = {"enabled": False}
-    if makes_pods(spec):
-        spec.update(json.loads(json.dumps(cluster.ON_FAKE_NODES)))
-    return spec
-
-
-def makes_pods(spec: Obj) -> bool:
-    parsed = parse_spec(spec)
-    return parsed.replicas > 0 or parsed.migrations.enabled
-
-
-def resource(key: Key, spec: Obj) -> Obj:
-    namespace, name = key
-    return {"apiVersion": API_VERSION, "kind": KIND,
-            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
-
-
-def rendered_children(key: Key, spec: Obj, secret_versions: dict[str, str]) -> list[Obj]:
-    """What the operator would make for one resource, from its own builders: the children
-    (those that exist for this spec) and the first migration Job (when migrations are on),
-    without owner references (no resource owns them: the garbage collector would delete
-    them)."""
-    parsed = parse_spec(spec)
-    owner = resources.Owner(name=key[1], namespace=key[0], uid="")
-    target = resources.target_from_spec(parsed, secret_versions)
-    objs = [o for o in resources.desired_children(parsed, owner, target).values()
-            if o is not None]
-    if parsed.migrations.enabled:
-        objs.append(resources.desired_migration_job(parsed, owner, target, revision=1))
-    for obj in objs:
-        del obj["metadata"]["ownerReferences"]
-    return objs
-
-
-def as_list(objs: Sequence[Obj]) -> str:
-    """One JSON document for `kubectl apply -f -` (a List: far quicker to write and read
-    than thousands of YAML documents)."""
-    return json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)})
-
-
-def chunks(objs: Sequence[Obj], parts: int) -> list[list[Obj]]:
-    """`objs` for `parts` kubectl processes: whole namespaces to each, in order, sizes as
-    even as whole namespaces allow (one process: everything, in order)."""
-    if parts <= 1:
-        return [list(objs)]
-    by_namespace: dict[str, list[Obj]] = {}
-    for obj in objs:
-        by_namespace.setdefault(obj["metadata"]["namespace"], []).append(obj)
-    out: list[list[Obj]] = [[] for _ in range(min(parts, len(by_namespace)))]
-    for i, group in enumerate(by_namespace.values()):
-        out[i % len(out)].extend(group)
-    return out
-
-
-def resource_ready(obj: Obj) -> bool:
-    status = obj.get("status") or {}
-    return status.get("phase") == "Ready" and int(status.get("observedGeneration", 0)) >= int(
-        obj["metadata"].get("generation", 1))
-
-
-def deployment_ready(obj: Obj) -> bool:
-    return rollout_state(obj).complete
-
-
-def job_ready(obj: Obj) -> bool:
-    return job_state(obj) is JobState.SUCCEEDED
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); with a handful of tries p99 is the largest."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[int(rank) - 1]
-
-
-@dataclass
-class Traffic:
-    """The operator's requests in one window, from the audit log."""
-
-    requests: list[audit.Request] = field(default_factory=list)
-
-    @property
-    def writes(self) -> list[audit.Request]:
-        return audit.writes(self.requests)
-
-    def per_resource(self, n: int) -> list[tuple[str, float]]:
-        """(verb, requests per resource), most first."""
-        return [(verb, count / n) for verb, count in audit.by_verb(self.requests).most_common()]
-
-    def top(self, limit: int = 12) -> list[tuple[str, str, int]]:
-        return [(verb, res, count) for (verb, res), count
-                in audit.by_verb_and_resource(self.requests).most_common(limit)]
-
-
-@dataclass
-class SizeResult:
-    n: int
-    namespaces: int
-    b_apply: float = 0.0         # kubectl apply of the children returned
-    b_ready: float = 0.0         # ... all Deployments available and Jobs complete
-    a_apply: float = 0.0         # kubectl apply of the resources returned
-    a_ready: float = 0.0         # ... all Ready
-    a_median: float = 0.0        # median time to Ready of one resource
-    rss_start: float = 0.0
-    rss_peak: float = 0.0
-    rss_end: float = 0.0
-    converge: Traffic | None = None
-    idle: Traffic | None = None
-    idle_seconds: float = 0.0
-    spec_change: list[float] = field(default_factory=list)
-    deleted_child: list[float] = field(default_factory=list)
-
-    @property
-    def ratio(self) -> float:
-        return self.a_ready / self.b_ready if self.b_ready else float("nan")
-
-
-def _pcts(values: Sequence[float]) -> str:
-    if not values:
-        return "-"
-    return f"{percentile(values, 50):.2f} / {percentile(values, 99):.2f} s"
-
-
-def summary_table(results: Sequence[SizeResult]) -> list[str]:
-    rows = [
-        "| resources | namespaces | kubectl apply, children (B) | B ready | kubectl apply, "
-        "resources (A) | A all Ready | A/B | per resource (A) | operator RSS start / peak "
-        "/ end | operator writes in idle window | spec change acted on p50 / p99 | deleted "
-        "child back p50 / p99 |",
-        "| " + " | ".join(["---"] * 12) + " |",
-    ]
-    for r in results:
-        idle = "no audit log" if r.idle is None else \
-            f"{len(r.idle.writes)} in {r.idle_seconds:.0f} s"
-        rows.append(
-            f"| {r.n} | {r.namespaces} | {r.b_apply:.1f} s | {r.b_ready:.1f} s | "
-            f"{r.a_apply:.1f} s | {r.a_ready:.1f} s | {r.ratio:.2f} | "
-            f"{r.a_ready / r.n:.3f} s | {r.rss_start:.0f} / {r.rss_peak:.0f} / "
-            f"{r.rss_end:.0f} MiB | {idle} | {_pcts(r.spec_change)} | "
-            f"{_pcts(r.deleted_child)} |")
-    return rows
-
-
-def traffic_tables(r: SizeResult) -> list[str]:
-    if r.converge is None:
-        return [f"N={r.n}: no audit log, requests not counted"]
-    lines = [f"N={r.n}: the operator's requests during convergence "
-             f"({len(r.converge.requests)} in all, {len(r.converge.requests) / r.n:.1f} "
-             "per resource), per resource by verb: " + ", ".join(
-                 f"{verb} {per:.2f}" for verb, per in r.converge.per_resource(r.n)),
-             "", "| verb | resource | requests |", "| --- | --- | --- |"]
-    lines += [f"| {verb} | {res} | {count} |" for verb, res, count in r.converge.top()]
-    if r.idle is not None and r.idle.writes:
-        lines += ["", f"N={r.n}: writes in the idle window:"]
-        lines += [f"  {w.verb} {w.resource} {w.namespace}/{w.name} ({w.code})"
-                  for w in r.idle.writes[:20]]
-    return lines
-
-
-# ---------------------------------------------------------------------------------------------
-# the cluster: raw list+watch, objects remembered with the time they arrived
-
-
-class Tracker:
-    """List, then watch one kind in every namespace (a thread): the latest version of each
-    object in the namespaces `keep` accepts, when it arrived, and when `done` first held."""
-
-    def __init__(self, kubeconfig: str, path: str, keep: Callable[[str], bool],
-                 done: Callable[[Obj], bool] = lambda _: False, selector: str = "") -> None:
-        self.api = k8s_config.new_client_from_config(config_file=kubeconfig)
-        self.path, self.keep, self.done, self.selector = path, keep, done, selector
-        self.objects: dict[Key, Obj] = {}
-        self.seen_at: dict[Key, float] = {}
-        self.done_at: dict[Key, float] = {}
-        self.cond = threading.Condition()
-        self._stop = threading.Event()
-        self._listed = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Tracker:
-        self._thread.start()
-        if not self._listed.wait(60):
-            raise TimeoutError(f"could not list {self.path}")
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self.api.close()
-
-    def _get(self, query: list[tuple[str, str]], timeout: float) -> Any:
-        if self.selector:
-            query = [*query, ("labelSelector", self.selector)]
-        method, url, headers, _, _ = self.api.param_serialize(
-            method="GET", resource_path=self.path, query_params=query,
-            header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
-        return self.api.call_api(method, url, header_params=headers,
-                                 _request_timeout=timeout).response
-
-    def _note(self, kind: str, obj: Obj, now: float) -> None:
-        meta = obj["metadata"]
-        key = (meta.get("namespace", ""), meta["name"])
-        if not self.keep(key[0]):
-            return
-        if kind == "DELETED":
-            self.objects.pop(key, None)
-        else:
-            self.objects[key] = obj
-            if key not in self.done_at and self.done(obj):
-                self.done_at[key] = now
-        self.seen_at[key] = now
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                listed = json.loads(self._get([], 60).data)
-                version = listed["metadata"]["resourceVersion"]
-                now = time.monotonic()
-                with self.cond:
-                    self.objects.clear()
-                    for item in listed.get("items") or []:
-                        self._note("ADDED", item, now)
-                    self.cond.notify_all()
-                self._listed.set()
-                while not self._stop.is_set():
-                    resp = self._get([("watch", "1"), ("resourceVersion", version),
-                                      ("allowWatchBookmarks", "true"),
-                                      ("timeoutSeconds", "30")], 60)
-                    for line in iter_resp_lines(resp):
-                        event = json.loads(line)
-                        obj = event["object"]
-                        if event["type"] == "ERROR":
-                            raise RuntimeError(f"watch {self.path}: {obj.get('message')}")
-                        version = obj["metadata"]["resourceVersion"]
-                        if event["type"] != "BOOKMARK":
-                            with self.cond:
-                                self._note(event["type"], obj, time.monotonic())
-                                self.cond.notify_all()
-                        if self._stop.is_set():
-                            break
-                    resp.release_conn()
-            except Exception as exc:  # relist after any failure (410, a reset)
-                if self._stop.is_set():
-                    return
-                print(f"[scale] {self.path}: {exc}; listing again", file=sys.stderr)
-                time.sleep(1)
-
-    def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        """Until `predicate` (read under the lock) holds; TimeoutError naming `what`."""
-        with self.cond:
-            if not self.cond.wait_for(predicate, timeout):
-                raise TimeoutError(f"{what}: not after {timeout:.0f} s")
-
-
-class RssSampler:
-    """The operator's RSS, read from /proc every second while it runs."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.samples = [self._read()]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> float:
-        try:
-            with open(f"/proc/{self.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return 0.0
-
-    def _run(self) -> None:
-        while not self._stop.wait(1.0):
-            value = self._read()
-            if value:
-                self.samples.append(value)
-
-    def stop(self) -> tuple[float, float]:
-        """(peak, end) in MiB."""
-        self._stop.set()
-        self._thread.join(5)
-        end = self._read() or self.samples[-1]
-        return max([*self.samples, end]), end
+from benchmarks.scale_env import (  # noqa: E402
+    cmdline,
+    crd_places_pods,
+    flag_of,
+    in_cluster_operator_serves,
+    load_state,
+    plot,
+    versions,
+)
+from benchmarks.scale_model import (  # noqa: E402
+    SECRET,
+    Key,
+    Obj,
+    SizeResult,
+    Traffic,
+    as_list,
+    chunks,
+    deployment_ready,
+    idle_default,
+    job_ready,
+    layout,
+    makes_pods,
+    namespace_count,
+    rendered_children,
+    resource,
+    resource_ready,
+    resource_spec,
+    summary_table,
+    traffic_tables,
+)
+from benchmarks.scale_watch import RssSampler, Tracker  # noqa: E402
 
 
 class Bench:
@@ -682,87 +382,6 @@ def _answers(url: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# what the run depends on, printed with the numbers
-
-
-def load_state(run_dir: Path) -> devstate.State:
-    """The environment's state from `run_dir` (by default this checkout's .local/run)."""
-    raw = json.loads((run_dir / "state.json").read_text())
-    known = set(devstate.State.__dataclass_fields__)
-    return devstate.State(**{k: v for k, v in raw.items() if k in known})
-
-
-def cmdline(pid: int | None) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-    except OSError:
-        return []
-
-
-def flag_of(pid: int | None, flag: str) -> str:
-    """A process's command-line flag value (how the running control plane was started)."""
-    args = cmdline(pid)
-    if not args:
-        return "?"
-    return next((a.split("=", 1)[1] for a in args if a.startswith(f"{flag}=")), "default")
-
-
-def in_cluster_operator_serves(bench: Bench, namespace: str) -> bool:
-    """Whether the operator installed by hack/up would also serve `namespace` (its
-    WATCH_NAMESPACES pattern): then two operators act on side A."""
-    from kopf._cogs.structs.references import match_namespace
-
-    with contextlib.suppress(RuntimeError):
-        dep = bench.call("GET", "/apis/apps/v1/namespaces/authz-system/deployments/"
-                                "authz-operator")
-        for container in dep["spec"]["template"]["spec"]["containers"]:
-            env = {e["name"]: e.get("value", "") for e in container.get("env") or []}
-            pattern = env.get("WATCH_NAMESPACES", "")
-            return not pattern or match_namespace(namespace, pattern)  # type: ignore[arg-type]
-    return False
-
-
-def crd_places_pods(bench: Bench) -> bool:
-    """Whether the installed CRD knows spec.tolerations (an older one prunes the placement,
-    and the pods would go to the real node)."""
-    crd = bench.call("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
-                            f"{PLURAL}.{API_VERSION.split('/')[0]}")
-    [version] = crd["spec"]["versions"]
-    return "tolerations" in version["schema"]["openAPIV3Schema"]["properties"]["spec"][
-        "properties"]
-
-
-def versions(bench: Bench) -> str:
-    from importlib.metadata import version
-
-    server = json.loads(bench.run("version", "-o", "json")).get("serverVersion", {})
-    return (f"Python {platform.python_version()}, kopf {version('kopf')}, Kubernetes "
-            f"{server.get('gitVersion', '?')}, kwok {build.kwok_version()}")
-
-
-def plot(results: Sequence[SizeResult], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ns = [r.n for r in results]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(ns, [r.a_ready for r in results], "o-", label="operator: apply -> all Ready")
-    left.plot(ns, [r.b_ready for r in results], "s--", label="kubectl apply of the children")
-    left.set(xscale="log", yscale="log", xlabel="resources", ylabel="seconds",
-             title="time to converge")
-    left.legend()
-    right.plot(ns, [r.rss_peak for r in results], "o-", label="peak")
-    right.plot(ns, [r.rss_end for r in results], "s--", label="end")
-    right.axhline(300, color="grey", linestyle=":", label="goal 300 MB")
-    right.set(xscale="log", xlabel="resources", ylabel="MiB", title="operator RSS")
-    right.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
-
-# ---------------------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -876,3 +495,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+

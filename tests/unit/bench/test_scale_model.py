@@ -11,7 +11,7 @@ import pytest
 from authz_operator import resources
 from authz_operator.spec import parse_spec
 from benchmarks import audit
-from benchmarks import operator_scale as scale
+from benchmarks import scale_model as scale
 from devenv import cluster
 
 

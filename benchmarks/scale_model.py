@@ -1,0 +1,226 @@
+"""The operator scale benchmark's pure parts: the layout of N resources over namespaces,
+what each side applies, when an object counts as ready, and the summaries printed. Plain
+data in, plain data out (tests/unit/bench/test_scale_model.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "hack"))
+
+
+from authz_operator import resources  # noqa: E402
+from authz_operator.spec import API_VERSION, KIND, parse_spec  # noqa: E402
+from authz_operator.workload import JobState, job_state, rollout_state  # noqa: E402
+from benchmarks import audit  # noqa: E402
+from devenv import cluster  # noqa: E402
+
+Obj = dict[str, Any]
+Key = tuple[str, str]          # (namespace, name)
+IMAGE = "registry.example/authorization-service:1.4.0"
+SECRET = "scale-secrets"  # noqa: S105 - a Secret's name
+
+
+
+# ---------------------------------------------------------------------------------------------
+# pure: layout, what is applied, readiness, summaries
+
+
+def namespace_count(n: int) -> int:
+    """N resources spread over N/10 namespaces (at least one)."""
+    return max(1, n // 10)
+
+
+def layout(prefix: str, n: int) -> list[Key]:
+    """(namespace, name) of each of the N resources: svc-<i> round-robin over
+    `<prefix>-<k>` namespaces."""
+    count = namespace_count(n)
+    return [(f"{prefix}-{i % count}", f"svc-{i}") for i in range(n)]
+
+
+def idle_default(n: int) -> int:
+    """Seconds of the idle window: the issue's 10 minutes at 1,000 resources, less below."""
+    return 600 if n >= 1000 else 120 if n >= 100 else 30
+
+
+def resource_spec(replicas: int, migrations: bool = True) -> Obj:
+    """The spec every benchmark resource has: the image, the seed's required references
+    (pods run nothing on kwok: no database is needed), `replicas` pods without autoscaling
+    (so a PodDisruptionBudget exists when replicas > 1), no Ingress, a migration Job unless
+    `migrations` is off; its pods placed on kwok's fake nodes like any team would place
+    them (a resource without pods has no placement: it runs on a CRD without those
+    fields too)."""
+    spec: Obj = {
+        "image": IMAGE, "replicas": replicas, "imagePullSecrets": [],
+        "autoscaling": {"enabled": False}, "ingress": {"enabled": False},
+        "database": {"urlSecretRef": {"name": SECRET, "key": "database-url"}},
+        "jwt": {"secretRef": {"name": SECRET, "key": "jwt-secret"}},
+        "redis": {"host": "redis-master.redis.svc.cluster.local"},
+        "kafka": {"brokers": ["kafka-0.kafka.svc.cluster.local:9092"]},
+    }
+    if not migrations:
+        spec["migrations"] = {"enabled": False}
+    if makes_pods(spec):
+        spec.update(json.loads(json.dumps(cluster.ON_FAKE_NODES)))
+    return spec
+
+
+def makes_pods(spec: Obj) -> bool:
+    parsed = parse_spec(spec)
+    return parsed.replicas > 0 or parsed.migrations.enabled
+
+
+def resource(key: Key, spec: Obj) -> Obj:
+    namespace, name = key
+    return {"apiVersion": API_VERSION, "kind": KIND,
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+def rendered_children(key: Key, spec: Obj, secret_versions: dict[str, str]) -> list[Obj]:
+    """What the operator would make for one resource, from its own builders: the children
+    (those that exist for this spec) and the first migration Job (when migrations are on),
+    without owner references (no resource owns them: the garbage collector would delete
+    them)."""
+    parsed = parse_spec(spec)
+    owner = resources.Owner(name=key[1], namespace=key[0], uid="")
+    target = resources.target_from_spec(parsed, secret_versions)
+    objs = [o for o in resources.desired_children(parsed, owner, target).values()
+            if o is not None]
+    if parsed.migrations.enabled:
+        objs.append(resources.desired_migration_job(parsed, owner, target, revision=1))
+    for obj in objs:
+        del obj["metadata"]["ownerReferences"]
+    return objs
+
+
+def as_list(objs: Sequence[Obj]) -> str:
+    """One JSON document for `kubectl apply -f -` (a List: far quicker to write and read
+    than thousands of YAML documents)."""
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)})
+
+
+def chunks(objs: Sequence[Obj], parts: int) -> list[list[Obj]]:
+    """`objs` for `parts` kubectl processes: whole namespaces to each, in order, sizes as
+    even as whole namespaces allow (one process: everything, in order)."""
+    if parts <= 1:
+        return [list(objs)]
+    by_namespace: dict[str, list[Obj]] = {}
+    for obj in objs:
+        by_namespace.setdefault(obj["metadata"]["namespace"], []).append(obj)
+    out: list[list[Obj]] = [[] for _ in range(min(parts, len(by_namespace)))]
+    for i, group in enumerate(by_namespace.values()):
+        out[i % len(out)].extend(group)
+    return out
+
+
+def resource_ready(obj: Obj) -> bool:
+    status = obj.get("status") or {}
+    return status.get("phase") == "Ready" and int(status.get("observedGeneration", 0)) >= int(
+        obj["metadata"].get("generation", 1))
+
+
+def deployment_ready(obj: Obj) -> bool:
+    return rollout_state(obj).complete
+
+
+def job_ready(obj: Obj) -> bool:
+    return job_state(obj) is JobState.SUCCEEDED
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); with a handful of tries p99 is the largest."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+@dataclass
+class Traffic:
+    """The operator's requests in one window, from the audit log."""
+
+    requests: list[audit.Request] = field(default_factory=list)
+
+    @property
+    def writes(self) -> list[audit.Request]:
+        return audit.writes(self.requests)
+
+    def per_resource(self, n: int) -> list[tuple[str, float]]:
+        """(verb, requests per resource), most first."""
+        return [(verb, count / n) for verb, count in audit.by_verb(self.requests).most_common()]
+
+    def top(self, limit: int = 12) -> list[tuple[str, str, int]]:
+        return [(verb, res, count) for (verb, res), count
+                in audit.by_verb_and_resource(self.requests).most_common(limit)]
+
+
+@dataclass
+class SizeResult:
+    n: int
+    namespaces: int
+    b_apply: float = 0.0         # kubectl apply of the children returned
+    b_ready: float = 0.0         # ... all Deployments available and Jobs complete
+    a_apply: float = 0.0         # kubectl apply of the resources returned
+    a_ready: float = 0.0         # ... all Ready
+    a_median: float = 0.0        # median time to Ready of one resource
+    rss_start: float = 0.0
+    rss_peak: float = 0.0
+    rss_end: float = 0.0
+    converge: Traffic | None = None
+    idle: Traffic | None = None
+    idle_seconds: float = 0.0
+    spec_change: list[float] = field(default_factory=list)
+    deleted_child: list[float] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return self.a_ready / self.b_ready if self.b_ready else float("nan")
+
+
+def _pcts(values: Sequence[float]) -> str:
+    if not values:
+        return "-"
+    return f"{percentile(values, 50):.2f} / {percentile(values, 99):.2f} s"
+
+
+def summary_table(results: Sequence[SizeResult]) -> list[str]:
+    rows = [
+        "| resources | namespaces | kubectl apply, children (B) | B ready | kubectl apply, "
+        "resources (A) | A all Ready | A/B | per resource (A) | operator RSS start / peak "
+        "/ end | operator writes in idle window | spec change acted on p50 / p99 | deleted "
+        "child back p50 / p99 |",
+        "| " + " | ".join(["---"] * 12) + " |",
+    ]
+    for r in results:
+        idle = "no audit log" if r.idle is None else \
+            f"{len(r.idle.writes)} in {r.idle_seconds:.0f} s"
+        rows.append(
+            f"| {r.n} | {r.namespaces} | {r.b_apply:.1f} s | {r.b_ready:.1f} s | "
+            f"{r.a_apply:.1f} s | {r.a_ready:.1f} s | {r.ratio:.2f} | "
+            f"{r.a_ready / r.n:.3f} s | {r.rss_start:.0f} / {r.rss_peak:.0f} / "
+            f"{r.rss_end:.0f} MiB | {idle} | {_pcts(r.spec_change)} | "
+            f"{_pcts(r.deleted_child)} |")
+    return rows
+
+
+def traffic_tables(r: SizeResult) -> list[str]:
+    if r.converge is None:
+        return [f"N={r.n}: no audit log, requests not counted"]
+    lines = [f"N={r.n}: the operator's requests during convergence "
+             f"({len(r.converge.requests)} in all, {len(r.converge.requests) / r.n:.1f} "
+             "per resource), per resource by verb: " + ", ".join(
+                 f"{verb} {per:.2f}" for verb, per in r.converge.per_resource(r.n)),
+             "", "| verb | resource | requests |", "| --- | --- | --- |"]
+    lines += [f"| {verb} | {res} | {count} |" for verb, res, count in r.converge.top()]
+    if r.idle is not None and r.idle.writes:
+        lines += ["", f"N={r.n}: writes in the idle window:"]
+        lines += [f"  {w.verb} {w.resource} {w.namespace}/{w.name} ({w.code})"
+                  for w in r.idle.writes[:20]]
+    return lines
+
+

@@ -1,0 +1,150 @@
+"""The operator scale benchmark's view of the cluster: a raw list+watch per kind that remembers
+each object with the time it arrived (`Tracker`), and the operator's RSS sampled every second
+(`RssSampler`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "hack"))
+
+from kubernetes import config as k8s_config  # noqa: E402
+from kubernetes.watch.watch import iter_resp_lines  # noqa: E402
+
+from benchmarks.scale_model import Key, Obj  # noqa: E402
+
+# ---------------------------------------------------------------------------------------------
+# the cluster: raw list+watch, objects remembered with the time they arrived
+
+
+class Tracker:
+    """List, then watch one kind in every namespace (a thread): the latest version of each
+    object in the namespaces `keep` accepts, when it arrived, and when `done` first held."""
+
+    def __init__(self, kubeconfig: str, path: str, keep: Callable[[str], bool],
+                 done: Callable[[Obj], bool] = lambda _: False, selector: str = "") -> None:
+        self.api = k8s_config.new_client_from_config(config_file=kubeconfig)
+        self.path, self.keep, self.done, self.selector = path, keep, done, selector
+        self.objects: dict[Key, Obj] = {}
+        self.seen_at: dict[Key, float] = {}
+        self.done_at: dict[Key, float] = {}
+        self.cond = threading.Condition()
+        self._stop = threading.Event()
+        self._listed = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Tracker:
+        self._thread.start()
+        if not self._listed.wait(60):
+            raise TimeoutError(f"could not list {self.path}")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self.api.close()
+
+    def _get(self, query: list[tuple[str, str]], timeout: float) -> Any:
+        if self.selector:
+            query = [*query, ("labelSelector", self.selector)]
+        method, url, headers, _, _ = self.api.param_serialize(
+            method="GET", resource_path=self.path, query_params=query,
+            header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+        return self.api.call_api(method, url, header_params=headers,
+                                 _request_timeout=timeout).response
+
+    def _note(self, kind: str, obj: Obj, now: float) -> None:
+        meta = obj["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
+        if not self.keep(key[0]):
+            return
+        if kind == "DELETED":
+            self.objects.pop(key, None)
+        else:
+            self.objects[key] = obj
+            if key not in self.done_at and self.done(obj):
+                self.done_at[key] = now
+        self.seen_at[key] = now
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                listed = json.loads(self._get([], 60).data)
+                version = listed["metadata"]["resourceVersion"]
+                now = time.monotonic()
+                with self.cond:
+                    self.objects.clear()
+                    for item in listed.get("items") or []:
+                        self._note("ADDED", item, now)
+                    self.cond.notify_all()
+                self._listed.set()
+                while not self._stop.is_set():
+                    resp = self._get([("watch", "1"), ("resourceVersion", version),
+                                      ("allowWatchBookmarks", "true"),
+                                      ("timeoutSeconds", "30")], 60)
+                    for line in iter_resp_lines(resp):
+                        event = json.loads(line)
+                        obj = event["object"]
+                        if event["type"] == "ERROR":
+                            raise RuntimeError(f"watch {self.path}: {obj.get('message')}")
+                        version = obj["metadata"]["resourceVersion"]
+                        if event["type"] != "BOOKMARK":
+                            with self.cond:
+                                self._note(event["type"], obj, time.monotonic())
+                                self.cond.notify_all()
+                        if self._stop.is_set():
+                            break
+                    resp.release_conn()
+            except Exception as exc:  # relist after any failure (410, a reset)
+                if self._stop.is_set():
+                    return
+                print(f"[scale] {self.path}: {exc}; listing again", file=sys.stderr)
+                time.sleep(1)
+
+    def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        """Until `predicate` (read under the lock) holds; TimeoutError naming `what`."""
+        with self.cond:
+            if not self.cond.wait_for(predicate, timeout):
+                raise TimeoutError(f"{what}: not after {timeout:.0f} s")
+
+
+class RssSampler:
+    """The operator's RSS, read from /proc every second while it runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.samples = [self._read()]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> float:
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            value = self._read()
+            if value:
+                self.samples.append(value)
+
+    def stop(self) -> tuple[float, float]:
+        """(peak, end) in MiB."""
+        self._stop.set()
+        self._thread.join(5)
+        end = self._read() or self.samples[-1]
+        return max([*self.samples, end]), end
+
+
