@@ -9,6 +9,7 @@ garbage collector remove the children.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -24,6 +25,7 @@ from authz_operator.main import CLUSTER_PEERING_ENV
 from authz_operator.reconciler import Reconciler
 from authz_operator.resync import Relists, Resync
 from authz_operator.spec import GROUP, KIND, PLURAL, VERSION, raw_secret_names
+from authz_operator.wakeups import Wakeups
 
 log = logging.getLogger("authz_operator.handlers")
 
@@ -62,6 +64,13 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
     # any resource handler runs.
     cache = WatchCache(kube, indexes.from_kwargs(kwargs))
     memo["reconciler"] = Reconciler(kube, reads=cache)
+    previous_wakeups = memo.get("wakeups")
+    if isinstance(previous_wakeups, Wakeups):   # an earlier run in this process (tests)
+        previous_wakeups.close()
+    memo["wakeups"] = Wakeups(
+        lambda namespace, name, why, handler: _reconcile_quietly(
+            memo, namespace, name, why, handler),
+        settings.execution.max_workers or 8)
     refs: kopf.Index[tuple[str, str], str] = kwargs["secret_refs"]
 
     def wake(namespace: str, name: str, why: str) -> None:
@@ -79,6 +88,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    wakeups = memo.get("wakeups")
+    if isinstance(wakeups, Wakeups):   # first: its reconciles use the client closed below
+        await asyncio.to_thread(wakeups.close)
     resync = memo.get("resync")
     if isinstance(resync, Resync):
         resync.stop()
@@ -132,12 +144,13 @@ def _reconcile_quietly(memo: kopf.Memo, namespace: str, name: str, why: str,
             log.warning("%s/%s: reconcile after %s failed: %s", namespace, name, why, exc)
             if not exc.transient or attempt == RETRIES - 1:
                 return
-            time.sleep(2**attempt)  # a worker thread of kopf's executor, not the event loop
+            time.sleep(2**attempt)  # always a worker thread, never the event loop
 
 
-def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo, type: str | None,
-              resource: kopf.Resource, **_: Any) -> None:
-    """A child was changed or deleted (by us, a controller or a person): reconcile the owner."""
+async def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo,
+                    type: str | None, resource: kopf.Resource, **_: Any) -> None:
+    """A child was changed or deleted (by us, a controller or a person): reconcile the owner,
+    once per burst of such events (wakeups.py). Runs on the event loop: no thread, no wait."""
     owner = _owner_name(body)
     if owner is None and body.get("kind") in ("Pod", "ReplicaSet"):
         owner = (body.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/instance")
@@ -148,9 +161,10 @@ def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo, type: str
         if isinstance(reads, WatchCache):   # the index has dropped it: drop our copy too
             meta = body.get("metadata", {})
             reads.forget(str(resource.kind), namespace, str(meta.get("name")), meta.get("uid"))
-    if owner and namespace:
-        _reconcile_quietly(memo, namespace, owner, f"{body.get('kind')} event",
-                           child_handler(resource.plural))
+    wakeups = memo.get("wakeups")
+    if owner and namespace and isinstance(wakeups, Wakeups):
+        wakeups.wake(namespace, owner, f"{body.get('kind')} event",
+                     child_handler(resource.plural))
 
 
 def _noticed(memo: kopf.Memo, kind: str) -> None:

@@ -31,12 +31,6 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def wanted_kinds(spec: Spec, owner: resources.Owner) -> frozenset[str]:
-    """The children this spec wants, whatever the target (a builder's None: not wanted)."""
-    desired = resources.desired_children(spec, owner, resources.target_from_spec(spec, {}))
-    return frozenset(kind for kind, obj in desired.items() if obj is not None)
-
-
 def observe(kube: Kube, body: Obj, now: datetime.datetime,
             reads: Reads | None = None) -> lifecycle.Observed:
     """Everything `lifecycle.decide` needs; the resource itself is `body` (a GET), the rest
@@ -50,7 +44,7 @@ def observe(kube: Kube, body: Obj, now: datetime.datetime,
         spec = parse_spec(body.get("spec") or {})
     except SpecError as exc:
         spec = exc
-    wanted = wanted_kinds(spec, owner) if isinstance(spec, Spec) and not spec.paused \
+    wanted = resources.wanted_kinds(spec) if isinstance(spec, Spec) and not spec.paused \
         else frozenset()
     children = {kind: reads.child(kind, namespace, resources.child_name(name, kind),
                                   confirm_absent=kind in wanted)

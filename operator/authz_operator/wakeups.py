@@ -1,0 +1,66 @@
+"""Child events wake their resource's reconcile after a short quiet window, once per burst.
+
+A rollout of one resource sends a burst of child events (the Deployment's status several
+times, each ReplicaSet and pod going Pending, Running, Ready, the Job and its pod). Each one
+reconciled the resource again, in a worker thread that kopf's per-object queue waited for
+while it held the event's whole body: at 1,000 resources the operator was CPU-bound on
+reconciles that read the same state, and its memory grew with the events waiting
+(docs/benchmarks.md, "The operator at scale"). Here a child event only marks its resource,
+on the event loop, and returns; the first mark of a burst schedules one reconcile
+`DEBOUNCE_SECONDS` later in our own thread pool, and the marks that arrive before it starts
+are counted as coalesced. A mark that arrives while that reconcile runs schedules the next
+one, so the last event of a burst is always read by a reconcile that starts after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable
+
+from authz_operator import metrics
+
+DEBOUNCE_SECONDS = 0.3
+Key = tuple[str, str]                         # (namespace, name)
+Run = Callable[[str, str, str, str], None]    # namespace, name, why, handler
+
+
+class Wakeups:
+    def __init__(self, run: Run, workers: int, debounce: float = DEBOUNCE_SECONDS) -> None:
+        self._run = run
+        self._debounce = debounce
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="reconcile")
+        self._lock = threading.Lock()
+        self._scheduled: dict[Key, asyncio.TimerHandle] = {}
+        self._closed = False
+
+    def wake(self, namespace: str, name: str, why: str, handler: str) -> None:
+        """Called on the event loop: reconcile (namespace, name) soon, once for the burst."""
+        key = (namespace, name)
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._closed:
+                return
+            if key in self._scheduled:
+                metrics.coalesced(namespace, name, handler)
+                return
+            self._scheduled[key] = loop.call_later(
+                self._debounce, self._start, key, why, handler)
+
+    def _start(self, key: Key, why: str, handler: str) -> None:
+        with self._lock:
+            self._scheduled.pop(key, None)   # from now on, a new event needs a new reconcile
+            if self._closed:
+                return
+            self._pool.submit(self._run, key[0], key[1], why, handler)
+
+    def close(self) -> None:
+        """Stop waking; wait for the reconciles that run (they hold API connections)."""
+        with self._lock:
+            self._closed = True
+            for timer in self._scheduled.values():
+                timer.cancel()
+            self._scheduled.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)

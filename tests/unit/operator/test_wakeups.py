@@ -1,0 +1,94 @@
+"""Wakeups: a burst of child events becomes one reconcile; an event during a reconcile gets
+the next one; closing cancels what has not started. Real asyncio loop and threads, tiny
+debounce."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+from authz_operator import metrics
+from authz_operator.wakeups import Wakeups
+
+DEBOUNCE = 0.05
+
+
+class Calls:
+    def __init__(self, block: threading.Event | None = None) -> None:
+        self.calls: list[tuple[str, str, str, str]] = []
+        self.started = threading.Event()
+        self.block = block
+        self.lock = threading.Lock()
+
+    def __call__(self, namespace: str, name: str, why: str, handler: str) -> None:
+        self.started.set()
+        if self.block is not None:
+            self.block.wait(5)
+        with self.lock:
+            self.calls.append((namespace, name, why, handler))
+
+
+def coalesced(name: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(
+        "authz_operator_coalesced_total",
+        {"namespace": "ns", "name": name, "handler": "child-pods"})
+    return value or 0.0
+
+
+async def until(probe: Callable[[], bool]) -> None:
+    """Poll (the reconciles run in threads: no loop event to await), for 5 s at most."""
+    for _ in range(500):
+        if probe():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met within 5 s")
+
+
+def test_a_burst_is_one_reconcile_and_the_rest_are_counted_coalesced() -> None:
+    calls = Calls()
+    wakeups = Wakeups(calls, workers=2, debounce=DEBOUNCE)
+    before = coalesced("burst")
+
+    async def scenario() -> None:
+        for _ in range(5):
+            wakeups.wake("ns", "burst", "Pod event", "child-pods")
+        wakeups.wake("ns", "other", "Pod event", "child-pods")
+        await until(lambda: len(calls.calls) == 2)
+        await asyncio.sleep(DEBOUNCE * 3)   # nothing else comes
+
+    asyncio.run(scenario())
+    wakeups.close()
+    assert sorted(c[1] for c in calls.calls) == ["burst", "other"]
+    assert coalesced("burst") - before == 4
+
+
+def test_an_event_during_a_running_reconcile_schedules_the_next_one() -> None:
+    release = threading.Event()
+    calls = Calls(block=release)
+    wakeups = Wakeups(calls, workers=2, debounce=DEBOUNCE)
+
+    async def scenario() -> None:
+        wakeups.wake("ns", "running", "Pod event", "child-pods")
+        await until(calls.started.is_set)
+        wakeups.wake("ns", "running", "Deployment event", "child-deployments")
+        release.set()
+        await until(lambda: len(calls.calls) == 2)
+
+    asyncio.run(scenario())
+    wakeups.close()
+    assert [c[2] for c in calls.calls] == ["Pod event", "Deployment event"]
+
+
+def test_close_cancels_what_has_not_started_and_ignores_later_events() -> None:
+    calls = Calls()
+    wakeups = Wakeups(calls, workers=1, debounce=10)
+
+    async def scenario() -> None:
+        wakeups.wake("ns", "pending", "Pod event", "child-pods")
+        wakeups.close()
+        wakeups.wake("ns", "late", "Pod event", "child-pods")
+        await asyncio.sleep(DEBOUNCE)
+
+    asyncio.run(scenario())
+    assert calls.calls == []
