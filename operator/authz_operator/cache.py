@@ -95,6 +95,7 @@ class ApiReads:
         self.kube = kube
 
     def child(self, kind: str, namespace: str, name: str, confirm_absent: bool) -> Obj | None:
+        # Every answer here is a GET: a confirmation (absent a moment ago) asks again.
         return self.kube.get(kind, namespace, name)
 
     def jobs(self, namespace: str, owner: str) -> list[Obj]:

@@ -6,6 +6,7 @@ collapses into one extra reconcile, which reads the latest state anyway.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import threading
@@ -17,7 +18,7 @@ from authz_operator import lifecycle, metrics, resources
 from authz_operator.cache import ApiReads, Reads
 from authz_operator.diff import Change
 from authz_operator.kube import Kube
-from authz_operator.spec import Spec, SpecError, parse_spec
+from authz_operator.spec import SpecError, parse_spec
 from authz_operator.workload import JobState, job_state
 
 log = logging.getLogger("authz_operator.reconciler")
@@ -44,10 +45,8 @@ def observe(kube: Kube, body: Obj, now: datetime.datetime,
         spec = parse_spec(body.get("spec") or {})
     except SpecError as exc:
         spec = exc
-    wanted = resources.wanted_kinds(spec) if isinstance(spec, Spec) and not spec.paused \
-        else frozenset()
     children = {kind: reads.child(kind, namespace, resources.child_name(name, kind),
-                                  confirm_absent=kind in wanted)
+                                  confirm_absent=False)
                 for kind in resources.OWNED_KINDS}
     secrets: dict[str, lifecycle.SecretView | None] = {}
     if not isinstance(spec, SpecError):
@@ -80,6 +79,24 @@ def observe(kube: Kube, body: Obj, now: datetime.datetime,
         pods=pods,
         replica_sets=replica_sets,
     )
+
+
+def confirm_creates(reads: Reads, observed: lifecycle.Observed,
+                    plan: lifecycle.Plan) -> lifecycle.Observed:
+    """Ask the API server (`confirm_absent`) about each child the plan would create: the
+    watch cache holds only what a resource owns, and someone else's object of that name must
+    not be taken over by a forced apply. Only creates pay the GET; a held Deployment, absent
+    for a whole migration, costs nothing until the plan creates it."""
+    found: dict[str, Obj] = {}
+    for item in plan.applies:
+        if item.change is Change.CREATE and item.kind in resources.OWNED_KINDS:
+            live = reads.child(item.kind, observed.owner.namespace, item.name,
+                               confirm_absent=True)
+            if live is not None:
+                found[item.kind] = live
+    if not found:
+        return observed
+    return dataclasses.replace(observed, children={**observed.children, **found})
 
 
 def _observe_jobs(kube: Kube, reads: Reads, namespace: str, owner: resources.Owner,
@@ -170,6 +187,7 @@ def reconcile(kube: Kube, namespace: str, name: str, clock: Clock = utcnow,
     """Bring one AuthorizationService's children and status in line; None if it is gone.
     `handler` (the kopf handler that woke it) labels the metrics."""
     started = time.perf_counter()
+    reads = reads or ApiReads(kube)
     body = kube.get("AuthorizationService", namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         metrics.forget(namespace, name)
@@ -177,6 +195,9 @@ def reconcile(kube: Kube, namespace: str, name: str, clock: Clock = utcnow,
     try:
         observed = observe(kube, body, clock(), reads)
         plan = lifecycle.decide(observed)
+        confirmed = confirm_creates(reads, observed, plan)
+        if confirmed is not observed:   # a child the cache had not seen: decide on it
+            observed, plan = confirmed, lifecycle.decide(confirmed)
         act(kube, body, observed, plan, reads)
     except Exception:
         metrics.reconcile_failed(namespace, name, handler, time.perf_counter() - started)

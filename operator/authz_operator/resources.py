@@ -364,16 +364,6 @@ def replicas_only(deployment: Mapping[str, Any]) -> Obj:
 OWNED_KINDS = kinds.OWNED_KINDS
 
 
-def wanted_kinds(spec: Spec) -> frozenset[str]:
-    """The kinds `desired_children` builds (not None) for this spec, without building them:
-    a reconcile asks before it reads, and building every child twice cost it a fifth of its
-    time at 1,000 resources (docs/benchmarks.md)."""
-    optional = {"HorizontalPodAutoscaler": spec.autoscaling.enabled,
-                "PodDisruptionBudget": spec.max_possible_replicas > 1,
-                "Ingress": spec.ingress.enabled}
-    return frozenset(kind for kind in OWNED_KINDS if optional.get(kind, True))
-
-
 def desired_children(spec: Spec, owner: Owner, target: Target,
                      selector: Selector = None) -> dict[str, Obj | None]:
     """Every owned child by kind (None: must not exist). The Job is not here: lifecycle

@@ -6,7 +6,7 @@ import copy
 import datetime
 from typing import Any
 
-from authz_operator import metrics, reconciler
+from authz_operator import lifecycle, metrics, reconciler
 from authz_operator.kube import Kube
 from authz_operator.lifecycle import SecretView
 from authz_operator.status import Event
@@ -100,3 +100,40 @@ def test_a_reconcile_reports_its_metrics_and_a_gone_resource_drops_them() -> Non
     del fake.objects[("AuthorizationService", "m")]
     assert reconciler.reconcile(kube, "metrics-ns", "m", clock=lambda: NOW) is None
     assert 'namespace="metrics-ns"' not in metrics.generate().decode()
+
+
+def test_only_the_children_a_plan_creates_are_confirmed_by_a_get() -> None:
+    """With the watch cache, a child the cache lacks is asked about (a GET) only when the plan
+    would create it; someone else's object found that way is decided on, not overwritten
+    blindly as new."""
+    from authz_operator.cache import WatchCache
+    from authz_operator.diff import Change
+
+    body = {"apiVersion": "rwadurian.io/v1alpha1", "kind": "AuthorizationService",
+            "metadata": {"name": "a", "namespace": "ns", "uid": "u", "generation": 1},
+            "spec": spec_body()}   # migrations on: the Deployment waits for the Job
+    foreign = {"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "a-config", "namespace": "ns", "uid": "f",
+                            "resourceVersion": "7"}, "data": {"someone": "else"}}
+    kube = FakeKube({("AuthorizationService", "a"): body, ("ConfigMap", "a-config"): foreign})
+    asked: list[str] = []
+    get = kube.get
+
+    def counting_get(kind: str, namespace: str, name: str) -> Any:
+        asked.append(kind)
+        return get(kind, namespace, name)
+    kube.get = counting_get  # type: ignore[method-assign]
+    reads = WatchCache(Kube.__new__(Kube), {})
+    reads.kube = kube  # type: ignore[assignment]
+
+    observed = reconciler.observe(kube, body, NOW, reads)  # type: ignore[arg-type]
+    plan = lifecycle.decide(observed)
+    creates = {a.kind for a in plan.applies if a.change is Change.CREATE}
+    assert "ConfigMap" in creates
+    assert "Deployment" not in creates
+    asked.clear()
+    confirmed = reconciler.confirm_creates(reads, observed, plan)
+    assert sorted(asked) == sorted(creates - {"Job"})   # Jobs: by revision, not by name
+    assert (confirmed.children["ConfigMap"] or {})["metadata"]["uid"] == "f"
+    again = lifecycle.decide(confirmed)
+    assert all(a.change is not Change.CREATE for a in again.applies if a.kind == "ConfigMap")

@@ -440,16 +440,3 @@ def test_placement_lands_in_the_pods_of_the_deployment_and_the_job() -> None:
     assert r.desired_hash(r.desired_deployment(plain_spec, OWNER, plain_target)) != r.desired_hash(
         r.desired_deployment(spec, OWNER, target))
 
-
-@pytest.mark.parametrize("changes", [
-    {},
-    {"autoscaling": {"enabled": False}, "replicas": 1},
-    {"autoscaling": {"enabled": False}, "replicas": 3},
-    {"autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 1}},
-    {"ingress": {"enabled": True, "host": "authz.example.com"}},
-    {"ingress": {"enabled": False}, "autoscaling": {"enabled": True}},
-])
-def test_wanted_kinds_are_the_kinds_the_builders_build(changes: dict[str, Any]) -> None:
-    spec, target = build(**changes)
-    built = {k for k, obj in r.desired_children(spec, OWNER, target).items() if obj is not None}
-    assert r.wanted_kinds(spec) == built
