@@ -1,0 +1,144 @@
+"""The operator scale benchmark's steps for one size: side B (`kubectl apply` of the
+children the operator would make, until all are ready), side A (the operator: apply of the
+resources until all are Ready, the idle window, spec changes and deleted children), each
+timed from watches, with the operator's RSS and its requests from the audit log."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "hack"))
+
+from authz_operator import resources  # noqa: E402
+from authz_operator.spec import API_VERSION, PLURAL  # noqa: E402
+from benchmarks import audit  # noqa: E402
+from benchmarks.scale_cluster import ScaleCluster  # noqa: E402
+from benchmarks.scale_model import (  # noqa: E402
+    Key,
+    SizeResult,
+    Traffic,
+    deployment_ready,
+    job_ready,
+    layout,
+    rendered_children,
+    resource,
+    resource_ready,
+)
+from benchmarks.scale_watch import RssSampler, Tracker  # noqa: E402
+from devenv import cluster  # noqa: E402
+
+LOG_LEVELS = ("info", "debug")   # a spec change: the ConfigMap's log-level, then a rollout
+
+
+class Bench(ScaleCluster):
+    """The cluster of one run, and what is measured on it for each size."""
+
+    def side_b(self, n: int, result: SizeResult) -> None:
+        keys = layout(f"{self.prefix}-n{n}-b", n)
+        namespaces = sorted({k[0] for k in keys})
+        self.make_namespaces(namespaces)
+        versions = {ns: self.secret_versions(ns) for ns in namespaces}
+        children = [o for key in keys
+                    for o in rendered_children(key, self.spec, versions[key[0]])]
+        n_jobs = sum(1 for o in children if o["kind"] == "Job")
+        inside = set(namespaces).__contains__
+        selector = f"app.kubernetes.io/managed-by={resources.MANAGED_BY}"
+        with Tracker(self.st.kubeconfig, "/apis/apps/v1/deployments", inside,
+                     deployment_ready, selector) as deps, \
+                Tracker(self.st.kubeconfig, "/apis/batch/v1/jobs", inside, job_ready,
+                        selector) as jobs:
+            started = time.monotonic()
+            self.apply(children)
+            result.b_apply = time.monotonic() - started
+            timeout = 600 + 2 * n
+            deps.wait(lambda: len(deps.done_at) >= n, timeout, f"N={n}: B's Deployments")
+            jobs.wait(lambda: len(jobs.done_at) >= n_jobs, timeout, f"N={n}: B's Jobs")
+            result.b_ready = max([*deps.done_at.values(), *jobs.done_at.values()]) - started
+        print(f"[scale] N={n} B: applied in {result.b_apply:.1f} s, ready in "
+              f"{result.b_ready:.1f} s; deleting its namespaces", file=sys.stderr)
+        self.delete_namespaces(namespaces)
+
+    def side_a(self, n: int, kubeconfig: Path, idle_seconds: float, tries: int,
+               result: SizeResult) -> None:
+        prefix = f"{self.prefix}-n{n}-a"
+        keys = layout(prefix, n)
+        namespaces = sorted({k[0] for k in keys})
+        self.make_namespaces(namespaces)
+        inside = set(namespaces).__contains__
+        path = f"/apis/{API_VERSION}/{PLURAL}"
+        selector = f"app.kubernetes.io/managed-by={resources.MANAGED_BY}"
+        log = self.work / f"operator-n{n}.log"
+        try:
+            with self.operator(kubeconfig, f"{prefix}-*", log) as pid, \
+                    Tracker(self.st.kubeconfig, path, inside, resource_ready) as crs, \
+                    Tracker(self.st.kubeconfig, "/api/v1/configmaps", inside,
+                            selector=selector) as cms, \
+                    Tracker(self.st.kubeconfig, "/api/v1/services", inside,
+                            selector=selector) as svcs:
+                rss = RssSampler(pid)
+                result.rss_start = rss.samples[0]
+                wall0, started = time.time(), time.monotonic()
+                self.apply([resource(k, self.spec) for k in keys])
+                result.a_apply = time.monotonic() - started
+                crs.wait(lambda: len(crs.done_at) >= n, 600 + 2 * n, f"N={n}: A all Ready")
+                times = [t - started for t in crs.done_at.values()]
+                result.a_ready, result.a_median = max(times), statistics.median(times)
+                wall1 = wall0 + result.a_ready
+                print(f"[scale] N={n} A: applied in {result.a_apply:.1f} s, all Ready in "
+                      f"{result.a_ready:.1f} s; idle for {idle_seconds:.0f} s",
+                      file=sys.stderr)
+                idle0 = time.time()
+                time.sleep(idle_seconds)
+                idle1 = time.time()
+                result.idle_seconds = idle1 - idle0
+                for i in range(tries):
+                    key = keys[(i * 7919) % n]
+                    result.spec_change.append(self.change_spec(key, crs, cms, i))
+                    key = keys[(i * 104729 + 1) % n]
+                    result.deleted_child.append(self.delete_child(key, svcs))
+                result.rss_peak, result.rss_end = rss.stop()
+        finally:
+            self.delete_namespaces(namespaces)
+        folder = self.run_dir / cluster.AUDIT_DIR
+        if audit.log_files(folder):
+            time.sleep(2)   # requests still in flight at the window's end
+            converge, idle = audit.windows(audit.read_lines(folder), self.user,
+                                           [(wall0, wall1), (idle0, idle1)])
+            result.converge, result.idle = Traffic(converge), Traffic(idle)
+
+    def change_spec(self, key: Key, crs: Tracker, cms: Tracker, i: int) -> float:
+        """Seconds from a spec change (the log level) to the operator's ConfigMap showing
+        it; then wait until the resource is Ready again."""
+        namespace, name = key
+        level = LOG_LEVELS[(i + 1) % 2]
+        current = crs.objects[key]["spec"].get("logLevel", "info")
+        if current == level:
+            level = LOG_LEVELS[i % 2]
+        cm = (namespace, resources.child_names(name).config_map)
+        started = time.monotonic()
+        patched = self.call(
+            "PATCH", f"/apis/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}",
+            {"spec": {"logLevel": level}}, "application/merge-patch+json")
+        generation = int(patched["metadata"]["generation"])
+        cms.wait(lambda: (cms.objects.get(cm) or {}).get("data", {}).get("log-level") == level,
+                 120, f"{namespace}/{name}: ConfigMap log-level {level}")
+        acted = cms.seen_at[cm] - started
+        crs.wait(lambda: int(crs.objects[key]["metadata"].get("generation", 0)) >= generation
+                 and resource_ready(crs.objects[key]), 300, f"{namespace}/{name} Ready again")
+        return acted
+
+    def delete_child(self, key: Key, svcs: Tracker) -> float:
+        """Seconds from deleting a resource's Service to the operator's new one."""
+        namespace, name = key
+        svc = (namespace, resources.child_names(name).service)
+        svcs.wait(lambda: svc in svcs.objects, 60, f"{namespace}/{name}: Service")
+        old = svcs.objects[svc]["metadata"]["uid"]
+        started = time.monotonic()
+        self.call("DELETE", f"/api/v1/namespaces/{namespace}/services/{svc[1]}")
+        svcs.wait(lambda: svc in svcs.objects and svcs.objects[svc]["metadata"]["uid"] != old,
+                  120, f"{namespace}/{name}: Service back")
+        return svcs.seen_at[svc] - started
