@@ -14,23 +14,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import csv
-import datetime
 import json
 import os
-import platform
 import secrets
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,15 +30,26 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import psycopg
-from confluent_kafka import Consumer
 
 from benchmarks import binaries
-from benchmarks.service_bench import machine, rss_mib, token
+from benchmarks.check_load import (
+    LOAD_CPU,
+    EventClock,
+    Stats,
+    Vegeta,
+    cpu_seconds,
+    load_sweep,
+    profiled,
+    server,
+    stats,
+    target,
+)
+from benchmarks.check_report import plot, report, versions
+from benchmarks.service_bench import rss_mib, token
 from devenv import procs
 from devenv import state as devstate
 
 REPO = Path(__file__).resolve().parents[1]
-SERVER_CPU, LOAD_CPU = "0", "1"
 CHECK = "/api/v1/authorizations/check"
 REGIONS = ["440104", "440105", "440106", "310101", "110101", "120101", "320102", "330102"]
 OTHER_ROLES = ["AUTH_CITY_COMPANY", "AUTH_PROVINCE_COMPANY", "CITY_COMPANY",
@@ -58,119 +61,6 @@ grant := data.grants[input.userId][input.roleType][input.regionCode]
 decision := {"allowed": true, "authorizationId": grant} if grant
 default decision := {"allowed": false, "authorizationId": null}
 """
-
-
-@dataclass(frozen=True)
-class Result:
-    started_ns: int
-    code: int
-    latency_ns: int
-    body: bytes
-
-
-@dataclass(frozen=True)
-class Stats:
-    count: int
-    rps: float
-    p50: float
-    p99: float
-    p999: float
-    errors: int
-
-    def row(self, name: str) -> str:
-        return (f"| {name} | {self.count} | {self.rps:,.0f} | {self.p50:.2f} | {self.p99:.2f} "
-                f"| {self.p999:.2f} | {self.errors} |")
-
-
-def stats(results: Sequence[Result]) -> Stats:
-    ok = [r for r in results if 200 <= r.code < 300]
-    lat = sorted(r.latency_ns / 1e6 for r in results)
-    if not lat:
-        return Stats(0, 0.0, 0.0, 0.0, 0.0, 0)
-    start = min(r.started_ns for r in results)
-    end = max(r.started_ns + r.latency_ns for r in results)
-
-    def pct(q: float) -> float:
-        return lat[min(len(lat) - 1, int(q * len(lat)))]
-
-    return Stats(len(results), len(ok) / max((end - start) / 1e9, 1e-9), pct(0.50),
-                 pct(0.99), pct(0.999), len(results) - len(ok))
-
-
-def target(method: str, url: str, bearer: str | None = None, body: Any = None
-           ) -> dict[str, Any]:
-    header = {"Authorization": [f"Bearer {bearer}"]} if bearer else {}
-    entry: dict[str, Any] = {"method": method, "url": url, "header": header}
-    if body is not None:
-        header["Content-Type"] = ["application/json"]
-        entry["body"] = base64.b64encode(json.dumps(body).encode()).decode()
-    return entry
-
-
-class Vegeta:
-    def __init__(self, exe: Path, folder: Path) -> None:
-        self.exe = str(exe)
-        self.folder = folder
-
-    def attack(self, targets: Sequence[dict[str, Any]], rate: int, seconds: float,
-               connections: int = 32) -> list[Result]:
-        """rate 0: closed loop with `connections` workers; else open loop at rate/s."""
-        path = self.folder / f"targets-{secrets.token_hex(4)}.json"
-        path.write_text("".join(json.dumps(t) + "\n" for t in targets))
-        pacing = (["-rate=0", f"-workers={connections}", f"-max-workers={connections}"]
-                  if rate == 0 else [f"-rate={rate}/s", "-workers=16", "-max-workers=1024"])
-        env = dict(os.environ, GOMAXPROCS="1")
-        attack = subprocess.Popen(
-            ["taskset", "-c", LOAD_CPU, self.exe, "attack", "-format=json",
-             f"-targets={path}", f"-duration={seconds}s", "-timeout=10s", "-keepalive=true",
-             *pacing], stdout=subprocess.PIPE, env=env)
-        encoded = subprocess.run(["taskset", "-c", LOAD_CPU, self.exe, "encode", "-to=csv"],
-                                 stdin=attack.stdout, capture_output=True, check=True, env=env)
-        attack.wait()
-        path.unlink()
-        return [Result(int(row[0]), int(row[1]), int(row[2]), base64.b64decode(row[6]))
-                for row in csv.reader(encoded.stdout.decode().splitlines())]
-
-
-@contextmanager
-def server(argv: list[str], port: int, env: dict[str, str], log: Path) -> Iterator[int]:
-    """A server pinned to SERVER_CPU; yields its pid, stops it (only it) afterwards."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *argv], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        procs.wait_until(argv[0], lambda: procs.port_open(port), 60, proc.pid, log)
-        yield proc.pid
-    finally:  # SIGINT to its own session: a profiler wrapping it writes its file
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-@contextmanager
-def profiled(pid: int | None, out: Path | None, seconds: float) -> Iterator[None]:
-    """py-spy sampling `pid` (on the load's CPU) for `seconds` while the block runs."""
-    if pid is None or out is None:
-        yield
-        return
-    spy = subprocess.Popen(["taskset", "-c", LOAD_CPU, str(REPO / ".venv" / "bin" / "py-spy"),
-                            "record", "--pid", str(pid), "--duration", str(int(seconds)),
-                            "--rate", "200", "--format", "raw", "-o", str(out), "--nonblocking"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield
-    finally:
-        spy.wait(seconds + 30)
-
-
-def cpu_seconds(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -246,35 +136,6 @@ async def answers_agree(ours: str, opa: str, world: World) -> tuple[int, list[st
     return len(keys), mismatches
 
 
-class EventClock:
-    """Records when each authorization's event arrives on the events topic."""
-
-    def __init__(self, brokers: str, topic: str) -> None:
-        self.arrived: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._consumer = Consumer({"bootstrap.servers": brokers, "log_level": 0,
-                                   "group.id": f"bench-{secrets.token_hex(4)}",
-                                   "auto.offset.reset": "earliest",
-                                   "topic.metadata.refresh.interval.ms": 500})
-        self._consumer.subscribe([topic])
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            msg = self._consumer.poll(0.05)
-            if msg is None or msg.error():
-                continue
-            now = time.time()
-            event = json.loads(msg.value())
-            self.arrived.setdefault(event["authorization"]["id"], now)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._consumer.close()
-
-
 def creates(vegeta: Vegeta, base: str, admin: str, seconds: float, clock: EventClock
             ) -> tuple[Stats, list[float], int]:
     run = secrets.token_hex(3)
@@ -291,16 +152,6 @@ def creates(vegeta: Vegeta, base: str, admin: str, seconds: float, clock: EventC
     delays = sorted((clock.arrived[i] - t) * 1000 for i, t in answered.items()
                     if i in clock.arrived)
     return stats(results), delays, len(answered) - len(delays)
-
-
-def versions(opa: Path, vegeta: Path) -> str:
-    def first_line(argv: list[str]) -> str:
-        out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
-        return out.splitlines()[0] if out else "?"
-
-    return (f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
-            f"OPA {first_line([str(opa), 'version']).split()[-1]}, "
-            f"vegeta {binaries.vegeta_version()}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -413,67 +264,6 @@ def run(args: argparse.Namespace, st: devstate.State, url: str, work: Path, opa_
         plot(sweep, args.plot)
         print(f"\nPlot: {args.plot}")
     return 0
-
-
-def report(args: argparse.Namespace, table: dict[str, Stats], ours_rps: float,
-           redis_share: float, hit: Stats, miss: Stats, created: Stats, delays: list[float],
-           missing: int, idle_rss: float, rss: float, peak: float, tools: str) -> list[str]:
-    head = "| | requests | requests/s | p50 ms | p99 ms | p99.9 ms | errors |"
-    rule = "| --- | --- | --- | --- | --- | --- | --- |"
-    out = [f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
-           f"Machine: {machine()}", f"Versions: {tools}",
-           f"Budget: each server pinned to CPU {SERVER_CPU} (service: 1 worker; OPA: "
-           f"GOMAXPROCS=1), vegeta pinned to CPU {LOAD_CPU}; load average at start "
-           f"{os.getloadavg()[0]:.1f}", "",
-           f"Closed loop, {args.connections} connections, {args.seconds:.0f} s each, "
-           f"{len(table) and args.grants} grants:", "", head, rule]
-    out += [s.row(name) for name, s in table.items()]
-    opa = table["Open Policy Agent, REST decision API"].rps
-    bare = table["bare aiohttp app, constant answer"].rps
-    out += ["", f"Ratios: service/OPA {ours_rps / opa:.2f}x (goal >= 1.0), service/bare "
-                f"aiohttp {ours_rps / bare:.2f}x (goal >= 0.7). Redis used "
-                f"{redis_share:.0%} of a CPU during the service's run (unpinned).", "",
-            f"Open loop at {args.rate} checks/s, {args.seconds:.0f} s (goal p99 <= 5 ms, "
-            "p99.9 <= 20 ms):", "", head, rule,
-            hit.row("cache hit (keys checked before)"),
-            miss.row("cache miss (keys never checked: PostgreSQL)"), ""]
-    lag = (f"p50 {statistics.median(delays):.0f} ms, p99 "
-           f"{delays[min(len(delays) - 1, int(0.99 * len(delays)))]:.0f} ms"
-           if delays else "none arrived")
-    out += [f"Creates, closed loop, {args.connections} connections, relay running: "
-            f"{created.rps:,.0f}/s (goal >= 1,000), p50 {created.p50:.1f} ms, p99 "
-            f"{created.p99:.1f} ms, {created.errors} errors; 201 -> event on Kafka: {lag} "
-            f"(goal p99 <= 500 ms){f', {missing} never arrived' if missing else ''}.",
-            f"Service worker RSS: {idle_rss:.0f} MiB idle, {rss:.0f} MiB after the runs, "
-            f"{peak:.0f} MiB peak (goal < 150 MiB)."]
-    return out
-
-
-def load_sweep(vegeta: Vegeta, sides: dict[str, list[dict[str, Any]]], seconds: float
-               ) -> dict[str, list[tuple[int, Stats]]]:
-    rates = [500, 1000, 2000, 4000, 8000, 12000]
-    return {name: [(rate, stats(vegeta.attack(targets, rate, seconds))) for rate in rates]
-            for name, targets in sides.items()}
-
-
-def plot(sweep: dict[str, list[tuple[int, Stats]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, points in sweep.items():
-        rates = [r for r, _ in points]
-        left.plot(rates, [s.rps for _, s in points], marker="o", label=name)
-        right.plot(rates, [s.p99 for _, s in points], marker="o", label=name)
-    left.set(xlabel="offered checks/s", ylabel="answered/s", title="Throughput")
-    right.set(xlabel="offered checks/s", ylabel="p99 ms", title="p99 latency", yscale="log")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
 
 
 if __name__ == "__main__":
