@@ -6,7 +6,8 @@ Extra defaults on top of `kopf run`:
   otherwise all namespaces (`-A`), unless the arguments already name namespaces;
 - peering: two replicas must never both act. kopf pauses operators that see a peer with a
   higher priority, and ALL operators when peers share a priority, so each replica gets a
-  distinct random priority unless `--priority` or `--standalone` is given.
+  distinct random priority unless `--priority` or `--standalone` is given;
+- a heap report on SIGUSR2 when `AUTHZ_HEAP_REPORT` names a file (heapreport.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 import secrets
 import sys
 from collections.abc import Mapping
+
+from authz_operator import heapreport
 
 PATTERN_CHARS = frozenset("*?!")
 
@@ -66,4 +69,5 @@ def main(argv: list[str] | None = None) -> int:
     args = kopf_args(list(sys.argv[1:] if argv is None else argv))
     if spans_the_cluster(args):
         os.environ[CLUSTER_PEERING_ENV] = "1"   # read by handlers.configure
+    heapreport.install(os.environ)
     return int(kopf.cli.main(args, standalone_mode=False) or 0)
