@@ -21,11 +21,13 @@ The operator's RSS is sampled every second (peak and end). Its requests come fro
 server's audit log, by its user name and the time window: per resource by verb during
 convergence (A's apply to all Ready), writes during the idle window. Prints the machine and
 versions; removes everything it made (namespaces, the ClusterRole and its binding), also on
-failure or Ctrl-C. `--plot PATH` draws time and RSS against N.
+failure or Ctrl-C. `--plot PATH` draws time and RSS against N. `--heap` runs the operator
+with tracemalloc and prints its heap report (authz_operator/heapreport.py) at each size's end.
 
 Usage (inside the environment's network namespace; `./hack/bench operator-scale` does it):
     .venv/bin/python -m benchmarks.operator_scale [--sizes 1,10,100,1000] [--idle-seconds S]
         [--tries 5] [--replicas 2] [--plot docs/benchmarks-operator-scale.png] [--run-dir DIR]
+        [--heap]
 """
 
 from __future__ import annotations
@@ -57,11 +59,13 @@ from benchmarks.scale_env import (  # noqa: E402
 from benchmarks.scale_model import (  # noqa: E402
     SECRET,
     SizeResult,
+    heap_lines,
     idle_default,
     makes_pods,
     namespace_count,
     rendered_children,
     resource_spec,
+    run_labels,
     summary_table,
     traffic_tables,
 )
@@ -96,6 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-migrations", action="store_true",
                         help="resources without a migration Job (with --replicas 0: no pod "
                              "at all, the operator's own objects only)")
+    parser.add_argument("--heap", action="store_true",
+                        help="where the operator's memory goes: it runs with tracemalloc "
+                             "(PYTHONTRACEMALLOC=1) and writes a heap report at the end of "
+                             "each size (heap-<N>.txt beside its logs; the head is printed "
+                             "under the size's results). Tracing slows the operator: --heap "
+                             "runs are for the memory split, not for the times or the ratio")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     st = load_state(args.run_dir)
@@ -110,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = resource_spec(args.replicas, migrations=not args.no_migrations)
     bench = Bench(st, args.run_dir, secrets.token_hex(3), spec, args.apply_parallel)
     bench.all_namespaces = args.all_namespaces
+    bench.heap = args.heap
     folder = args.run_dir / cluster.AUDIT_DIR
     notes = []
     if not audit.log_files(folder):
@@ -143,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if kubeconfig is not None:
                 bench.side_a(n, kubeconfig, idle, args.tries, result)
             results.append(result)
-            print("\n".join(summary_table([result])[2:]), file=sys.stderr)
+            print("\n".join([*summary_table([result])[2:], *heap_lines(result)]),
+                  file=sys.stderr)
     except (Exception, KeyboardInterrupt) as exc:
         # What was measured before is still printed below; this size is not.
         failure = f"stopped at N={n}: {type(exc).__name__}: {exc}"
@@ -163,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{', '.join(kinds)}; kubectl processes per apply: {args.apply_parallel}; one "
           f"operator process as {bench.user}, serving "
           f"{'all namespaces' if args.all_namespaces else 'its size namespaces (a pattern)'}")
+    for label in run_labels(os.environ, args.heap):
+        print(label)
     for note in notes:
         print(f"NOTE: {note}")
     if failure:
@@ -172,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in results:
         print()
         print("\n".join(traffic_tables(r)))
+        if r.heap_file:
+            print()
+            print("\n".join(heap_lines(r)))
     print(f"\nThe operator's logs: {bench.work}")
     if args.plot:
         plot(results, args.plot)

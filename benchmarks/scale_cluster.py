@@ -39,6 +39,7 @@ class ScaleCluster:
         self.st, self.run_dir, self.run_id = st, run_dir, run_id
         self.spec, self.parallel = spec, parallel
         self.all_namespaces = False
+        self.heap = False   # the operator traced, its heap report at the end of each size
         self.kubectl = [str(Path(st.kubectl_dir) / "kubectl"), f"--kubeconfig={st.kubeconfig}"]
         self.api = k8s_config.new_client_from_config(config_file=st.kubeconfig)
         self.prefix = f"scale-{run_id}"
@@ -161,15 +162,20 @@ class ScaleCluster:
                           f"{self.cluster_role}")
 
     @contextlib.contextmanager
-    def operator(self, kubeconfig: Path, pattern: str, log: Path) -> Iterator[int]:
+    def operator(self, kubeconfig: Path, pattern: str, log: Path,
+                 heap: Path | None = None) -> Iterator[int]:
         """`authz-operator --standalone` serving the namespaces of `pattern` (kopf then
         watches each of them), or every namespace with one cluster-wide watch per kind
-        (`all_namespaces`); its pid."""
+        (`all_namespaces`); its pid. With `heap`: tracing its allocations from the start,
+        its heap report written there on SIGUSR2 (authz_operator.heapreport)."""
         where = "--all-namespaces" if self.all_namespaces else f"--namespace={pattern}"
         port = procs.free_port()
         env = {k: v for k, v in os.environ.items()
-               if k not in ("WATCH_NAMESPACES", "AUTHZ_METRICS_PORT", "AUTHZ_KUBECONFIG")}
+               if k not in ("WATCH_NAMESPACES", "AUTHZ_METRICS_PORT", "AUTHZ_KUBECONFIG",
+                            "PYTHONTRACEMALLOC", "AUTHZ_HEAP_REPORT")}
         env["KUBECONFIG"] = str(kubeconfig)
+        if heap is not None:
+            env.update(PYTHONTRACEMALLOC="1", AUTHZ_HEAP_REPORT=str(heap))
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [str(Path(sys.executable).parent / "authz-operator"), "--standalone",

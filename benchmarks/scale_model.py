@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,6 +176,8 @@ class SizeResult:
     idle_seconds: float = 0.0
     spec_change: list[float] = field(default_factory=list)
     deleted_child: list[float] = field(default_factory=list)
+    heap_file: str = ""          # --heap: the operator's heap report at the end of the size
+    heap: list[str] = field(default_factory=list)   # ... its first lines
 
     @property
     def ratio(self) -> float:
@@ -224,3 +226,25 @@ def traffic_tables(r: SizeResult) -> list[str]:
     return lines
 
 
+def heap_lines(r: SizeResult) -> list[str]:
+    """With --heap: the head of the operator's heap report, under the size's results."""
+    if not r.heap_file:
+        return []
+    if not r.heap:
+        return [f"N={r.n}: no heap report in {r.heap_file} (the operator's log says why)"]
+    return [f"N={r.n}: the operator's heap at the end of the size ({r.heap_file}):", "",
+            *(f"    {line}" if line else "" for line in r.heap)]
+
+
+def run_labels(environ: Mapping[str, str], heap: bool) -> list[str]:
+    """What in this run's setting changes the operator's memory or pace: MALLOC_ARENA_MAX
+    (the operator inherits it), and --heap's tracing."""
+    out = []
+    if "MALLOC_ARENA_MAX" in environ:
+        out.append(f"Allocator: MALLOC_ARENA_MAX={environ['MALLOC_ARENA_MAX']} (the operator "
+                   "inherits it)")
+    if heap:
+        out.append("Heap: the operator traced its allocations (PYTHONTRACEMALLOC=1, --heap): "
+                   "slower, and with tracemalloc's own memory in its RSS; for the memory "
+                   "split, not for the times or the ratio")
+    return out

@@ -28,7 +28,7 @@ from benchmarks.scale_model import (  # noqa: E402
     resource,
     resource_ready,
 )
-from benchmarks.scale_watch import RssSampler, Tracker  # noqa: E402
+from benchmarks.scale_watch import RssSampler, Tracker, ask_heap_report, heap_head  # noqa: E402
 from devenv import cluster  # noqa: E402
 
 LOG_LEVELS = ("info", "debug")   # a spec change: the ConfigMap's log-level, then a rollout
@@ -72,8 +72,9 @@ class Bench(ScaleCluster):
         path = f"/apis/{API_VERSION}/{PLURAL}"
         selector = f"app.kubernetes.io/managed-by={resources.MANAGED_BY}"
         log = self.work / f"operator-n{n}.log"
+        heap = self.work / f"heap-{n}.txt" if self.heap else None
         try:
-            with self.operator(kubeconfig, f"{prefix}-*", log) as pid, \
+            with self.operator(kubeconfig, f"{prefix}-*", log, heap) as pid, \
                     Tracker(self.st.kubeconfig, path, inside, resource_ready) as crs, \
                     Tracker(self.st.kubeconfig, "/api/v1/configmaps", inside,
                             selector=selector) as cms, \
@@ -101,8 +102,12 @@ class Bench(ScaleCluster):
                     key = keys[(i * 104729 + 1) % n]
                     result.deleted_child.append(self.delete_child(key, svcs))
                 result.rss_peak, result.rss_end = rss.stop()
+                if heap is not None:   # after the RSS is read: the snapshot takes memory
+                    ask_heap_report(pid, heap)
         finally:
             self.delete_namespaces(namespaces)
+        if heap is not None:   # (one that took longer was written before the operator stopped)
+            result.heap_file, result.heap = str(heap), heap_head(heap)
         folder = self.run_dir / cluster.AUDIT_DIR
         if audit.log_files(folder):
             time.sleep(2)   # requests still in flight at the window's end

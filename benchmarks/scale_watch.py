@@ -1,10 +1,13 @@
 """The operator scale benchmark's view of the cluster: a raw list+watch per kind that remembers
-each object with the time it arrived (`Tracker`), and the operator's RSS sampled every second
-(`RssSampler`)."""
+each object with the time it arrived (`Tracker`), the operator's RSS sampled every second
+(`RssSampler`), and its heap report asked for and read (`ask_heap_report`, `heap_head`:
+--heap)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import threading
 import time
@@ -148,3 +151,27 @@ class RssSampler:
         return max([*self.samples, end]), end
 
 
+HEAP_WAIT = 10.0   # seconds for the report (a snapshot of a large heap takes a few)
+HEAP_HEAD = 30     # lines of it printed: the totals and the largest packages
+
+
+def ask_heap_report(pid: int, path: Path, wait: float = HEAP_WAIT) -> bool:
+    """SIGUSR2 to the operator, which then writes its heap report to `path` (the file its
+    AUTHZ_HEAP_REPORT names; authz_operator.heapreport); whether it came within `wait`
+    seconds."""
+    path.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + wait
+    while not path.exists():   # renamed into place whole
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def heap_head(path: Path, lines: int = HEAP_HEAD) -> list[str]:
+    """The report's first lines; none when it was not written."""
+    try:
+        return path.read_text().splitlines()[:lines]
+    except FileNotFoundError:
+        return []

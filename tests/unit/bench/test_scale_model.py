@@ -152,3 +152,24 @@ def test_parallel_applies_get_whole_namespaces() -> None:
     assert [[o["metadata"]["name"] for o in p] for p in parts] == [
         ["svc-0", "svc-3", "svc-6", "svc-2", "svc-5"], ["svc-1", "svc-4"]]
     assert len(scale.chunks(objs, 10)) == 3      # never more processes than namespaces
+
+
+def test_the_heap_report_head_under_a_size() -> None:
+    assert scale.heap_lines(scale.SizeResult(n=10, namespaces=1)) == []
+    result = scale.SizeResult(n=10, namespaces=1, heap_file="/r/heap-10.txt",
+                              heap=["RSS 80.0 MiB", "", "By package (top 1 of 1):"])
+    assert scale.heap_lines(result) == [
+        "N=10: the operator's heap at the end of the size (/r/heap-10.txt):", "",
+        "    RSS 80.0 MiB", "", "    By package (top 1 of 1):"]
+    late = scale.SizeResult(n=10, namespaces=1, heap_file="/r/heap-10.txt")
+    assert scale.heap_lines(late) == [
+        "N=10: no heap report in /r/heap-10.txt (the operator's log says why)"]
+
+
+def test_a_run_says_what_changes_the_operators_memory_or_pace() -> None:
+    assert scale.run_labels({"PATH": "/bin"}, heap=False) == []
+    assert scale.run_labels({"MALLOC_ARENA_MAX": "2"}, heap=False) == [
+        "Allocator: MALLOC_ARENA_MAX=2 (the operator inherits it)"]
+    [heap] = scale.run_labels({}, heap=True)
+    assert heap.startswith("Heap: the operator traced its allocations (PYTHONTRACEMALLOC=1")
+    assert "not for the times or the ratio" in heap
