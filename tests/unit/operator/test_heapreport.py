@@ -105,13 +105,14 @@ async def _signal_self() -> None:
 
 def test_sigusr2_writes_the_report_from_the_running_loop(tmp_path: Path) -> None:
     path = tmp_path / "heap.txt"
-    before = signal.getsignal(signal.SIGUSR2)
+    before, tracing = signal.getsignal(signal.SIGUSR2), tracemalloc.is_tracing()
     tracemalloc.start()
     try:
         assert heapreport.install({heapreport.ENV: str(path)}) == path
         asyncio.run(_signal_self())
     finally:
-        tracemalloc.stop()
+        if not tracing:
+            tracemalloc.stop()
         signal.signal(signal.SIGUSR2, before)
     lines = path.read_text().splitlines()
     assert lines[0].startswith("RSS ")
