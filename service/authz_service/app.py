@@ -38,7 +38,7 @@ from authz_service.keys import (
     VERIFIER,
 )
 from authz_service.metrics import CONTENT_TYPE, create_metrics
-from authz_service.middleware import context, deadline, errors
+from authz_service.middleware import handle
 from authz_service.openapi import OpenApi, load_document
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[context, errors, deadline],
+    app = web.Application(middlewares=[handle],
                           client_max_size=config.body_limit)
     app[CONFIG] = config
     app[DRAINING] = asyncio.Event()

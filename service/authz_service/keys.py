@@ -35,5 +35,5 @@ AUTHORIZATIONS = web.AppKey("authorizations", Authorizations)
 VERIFIER = web.AppKey("verifier", Verifier)
 # Set on SIGTERM: readiness answers 503 while the service serves on (config.shutdown_grace).
 DRAINING = web.AppKey("draining", asyncio.Event)
-# Cancels requests past REQUEST_TIMEOUT_MS (middleware.deadline).
+# Cancels requests past REQUEST_TIMEOUT_MS (middleware.handle).
 DEADLINES = web.AppKey("deadlines", Reaper)

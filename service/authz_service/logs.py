@@ -9,7 +9,7 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,13 +27,23 @@ def bind(**fields: str | None) -> None:
     _context.set(merged)
 
 
+def open_scope(trace_id: str | None = None) -> Token[Mapping[str, str]]:
+    """A fresh context for one request (or job), undone by `close_scope`; without the
+    `with` of `scope`, which costs a generator per request."""
+    return _context.set({"traceId": trace_id} if trace_id else {})
+
+
+def close_scope(token: Token[Mapping[str, str]]) -> None:
+    _context.reset(token)
+
+
 @contextmanager
 def scope() -> Iterator[None]:
-    token = _context.set({})
+    token = open_scope()
     try:
         yield
     finally:
-        _context.reset(token)
+        close_scope(token)
 
 
 def trace_id_from(headers: Mapping[str, str]) -> str:
