@@ -78,19 +78,24 @@ def _check_key(user_id: str, generation: str, role_type: str, region_code: str) 
 
 
 # One round trip per turn of the event loop for every check waiting in it: the epoch, then
-# for each (user, role, region) asked (KEYS: its generation key, then its busy key) the
-# user's generation, the answer cached under it and how long Redis keeps that answer (so
-# the copy in memory expires with it); for a busy user no generation and no answer.
+# for each (user, role, region) asked the user's generation, the answer cached under it and
+# how long Redis keeps that answer (so the copy in memory expires with it); for a busy user
+# no generation and no answer. ARGV: the key prefix, then per check the quoted user id and
+# ":role:region". The script builds the keys from them (the same keys `_gen_key`,
+# `_busy_key` and `_check_key` name): two short arguments a check instead of four keys,
+# which redis-py encodes one by one.
 _LOOKUP = """
 local out = {redis.call('GET', KEYS[1]) or false}
-for i = 2, #KEYS, 2 do
-  if redis.call('EXISTS', KEYS[i + 1]) == 1 then
+local prefix = ARGV[1]
+for i = 2, #ARGV, 2 do
+  local user = ARGV[i]
+  if redis.call('EXISTS', prefix .. ':busy:' .. user) == 1 then
     out[#out + 1] = false
     out[#out + 1] = false
     out[#out + 1] = -2
   else
-    local gen = redis.call('GET', KEYS[i]) or '0'
-    local key = ARGV[i - 1] .. gen .. ARGV[i]
+    local gen = redis.call('GET', prefix .. ':gen:' .. user) or '0'
+    local key = prefix .. ':check:' .. user .. ':' .. gen .. ARGV[i + 1]
     out[#out + 1] = gen
     out[#out + 1] = redis.call('GET', key) or false
     out[#out + 1] = redis.call('PTTL', key)
@@ -175,13 +180,10 @@ class CheckCache:
         self._remember((user_id, role_type, region_code), stamp, value, self.ttl)
 
     async def _lookup(self, keys: list[Key]) -> list[Found]:
-        args: list[str] = []
-        redis_keys = [EPOCH_KEY]
+        args = [PREFIX]
         for user, role, region in keys:
-            head, _, tail = _check_key(user, "\0", role, region).partition("\0")
-            args += [head, tail]
-            redis_keys += [_gen_key(user), _busy_key(user)]
-        values = await self._lookup_script(keys=redis_keys, args=args)
+            args += [quote(user, safe=""), f":{role}:{region}"]
+        values = await self._lookup_script(keys=[EPOCH_KEY], args=args)
         epoch = None if values[0] is None else _text(values[0])
         if epoch is None:  # a new data set: answers go to memory once it has an epoch
             await self._new_epoch()
