@@ -22,7 +22,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,29 +175,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     opa_exe, vegeta_exe = binaries.opa_bin(), binaries.vegeta_bin()
     work = Path(tempfile.mkdtemp(prefix="authz-bench-"))
+    with bench_database(st) as url:
+        return run(args, st, url, work, opa_exe, vegeta_exe)
+
+
+@contextmanager
+def bench_database(st: devstate.State) -> Iterator[str]:
+    """A database of its own for one run (its URL), dropped afterwards."""
     db = f"bench_{secrets.token_hex(4)}"
     with psycopg.connect(st.database_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
-    url = urlsplit(st.database_url)._replace(path=f"/{db}").geturl()
     try:
-        return run(args, st, url, work, opa_exe, vegeta_exe)
+        yield urlsplit(st.database_url)._replace(path=f"/{db}").geturl()
     finally:
         with psycopg.connect(st.database_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
-def run(args: argparse.Namespace, st: devstate.State, url: str, work: Path, opa_exe: Path,
-        vegeta_exe: Path) -> int:
-    secret = secrets.token_urlsafe(32)
-    topic = f"bench-events-{secrets.token_hex(4)}"
-    ports = {name: procs.free_port() for name in ("service", "opa", "bare")}
-    env = {"PATH": os.environ["PATH"], "NODE_ENV": "production", "PORT": str(ports["service"]),
+def service_env(st: devstate.State, url: str, port: int, secret: str, topic: str
+                ) -> dict[str, str]:
+    """The service's environment for a run (migrated): one worker, logs at warn."""
+    env = {"PATH": os.environ["PATH"], "NODE_ENV": "production", "PORT": str(port),
            "DATABASE_URL": f"{url}?connection_limit=20&pool_timeout=30",
            "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(st.ports["redis"]),
            "KAFKA_BROKERS": st.kafka_brokers, "KAFKA_EVENTS_TOPIC": topic,
            "JWT_SECRET": secret, "LOG_LEVEL": "warn", "WEB_CONCURRENCY": "1"}
     exe = str(REPO / ".venv" / "bin" / "authz-service")
     subprocess.run([exe, "migrate", "up"], env=env, check=True, capture_output=True)
+    return env
+
+def run(args: argparse.Namespace, st: devstate.State, url: str, work: Path, opa_exe: Path,
+        vegeta_exe: Path) -> int:
+    secret = secrets.token_urlsafe(32)
+    topic = f"bench-events-{secrets.token_hex(4)}"
+    ports = {name: procs.free_port() for name in ("service", "opa", "bare")}
+    env = service_env(st, url, ports["service"], secret, topic)
     serve = [*args.service_cmd.split(), "serve"]
     world = World(seed(url, args.grants), secret)
     (work / "policy.rego").write_text(POLICY)
