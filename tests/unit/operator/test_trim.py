@@ -189,6 +189,29 @@ def test_the_trimmed_deployment_is_a_fraction_of_the_served_one() -> None:
     assert len(json.dumps(kept)) < 0.6 * len(json.dumps(full))
 
 
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_two_trimmed_copies_share_their_keys_and_short_strings() -> None:
+    """Each watch event is parsed into strings of its own: the cache keeps one of each."""
+    [desired] = [o for c, o in CHILDREN if c == "seed: Deployment"]
+    text = json.dumps(served(desired))
+    first, second = trim.child(json.loads(text)), trim.child(json.loads(text))
+    pairs = list(zip(_strings(first), _strings(second), strict=True))
+    assert len(pairs) > 50
+    assert all(a is b for a, b in pairs if len(a) <= trim.INTERNED_UP_TO)
+    assert first == second
+
+
 def test_the_deployment_readers_agree_on_the_trimmed_deployment() -> None:
     [desired] = [o for c, o in CHILDREN if c == "seed: Deployment"]
     spec = parse_spec(SPECS["seed"])
