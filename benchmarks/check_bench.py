@@ -194,15 +194,18 @@ def bench_database(st: devstate.State) -> Iterator[str]:
 
 def service_env(st: devstate.State, url: str, port: int, secret: str, topic: str
                 ) -> dict[str, str]:
-    """The service's environment for a run (migrated): one worker, logs at warn."""
-    env = {"PATH": os.environ["PATH"], "NODE_ENV": "production", "PORT": str(port),
-           "DATABASE_URL": f"{url}?connection_limit=20&pool_timeout=30",
-           "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(st.ports["redis"]),
-           "KAFKA_BROKERS": st.kafka_brokers, "KAFKA_EVENTS_TOPIC": topic,
-           "JWT_SECRET": secret, "LOG_LEVEL": "warn", "WEB_CONCURRENCY": "1"}
+    """The service's environment for a run: one worker, logs at warn."""
+    return {"PATH": os.environ["PATH"], "NODE_ENV": "production", "PORT": str(port),
+            "DATABASE_URL": f"{url}?connection_limit=20&pool_timeout=30",
+            "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(st.ports["redis"]),
+            "KAFKA_BROKERS": st.kafka_brokers, "KAFKA_EVENTS_TOPIC": topic,
+            "JWT_SECRET": secret, "LOG_LEVEL": "warn", "WEB_CONCURRENCY": "1"}
+
+
+def migrate(env: dict[str, str]) -> None:
+    """`authz-service migrate up` (this checkout's) on the run's database."""
     exe = str(REPO / ".venv" / "bin" / "authz-service")
     subprocess.run([exe, "migrate", "up"], env=env, check=True, capture_output=True)
-    return env
 
 def run(args: argparse.Namespace, st: devstate.State, url: str, work: Path, opa_exe: Path,
         vegeta_exe: Path) -> int:
@@ -210,6 +213,7 @@ def run(args: argparse.Namespace, st: devstate.State, url: str, work: Path, opa_
     topic = f"bench-events-{secrets.token_hex(4)}"
     ports = {name: procs.free_port() for name in ("service", "opa", "bare")}
     env = service_env(st, url, ports["service"], secret, topic)
+    migrate(env)
     serve = [*args.service_cmd.split(), "serve"]
     world = World(seed(url, args.grants), secret)
     (work / "policy.rego").write_text(POLICY)

@@ -23,7 +23,14 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from benchmarks import binaries
-from benchmarks.check_bench import World, bench_database, check_url, seed, service_env
+from benchmarks.check_bench import (
+    World,
+    bench_database,
+    check_url,
+    migrate,
+    seed,
+    service_env,
+)
 from benchmarks.check_load import LOAD_CPU, REPO, Vegeta, cpu_seconds, server, stats, target
 from benchmarks.layered_service import LAYERS
 from benchmarks.service_bench import machine, token
@@ -31,6 +38,7 @@ from devenv import procs
 from devenv import state as devstate
 
 BARE = "bare aiohttp app"
+TOPIC = "bench-layers"  # the relay publishes nothing: no layer creates
 LABELS = {BARE: "bare aiohttp app, constant answer",
           "app": "service app and routes, constant answer, no middleware",
           "middleware": "+ the middleware (trace id, log context, deadline, errors, metrics)",
@@ -43,6 +51,7 @@ def measure(args: argparse.Namespace, st: devstate.State, url: str, work: Path
             ) -> dict[str, tuple[list[float], list[float]]]:
     """side -> (closed-loop requests/s per round, CPU microseconds per request per round)."""
     secret = secrets.token_urlsafe(32)
+    migrate(service_env(st, url, 0, secret, TOPIC))
     world = World(seed(url, args.grants), secret)
     tokens = {u: token(secret, u, admin=False) for u, _, _ in world.grants.values()}
     checked = world.keys()  # each grant's key and one not granted
@@ -60,7 +69,7 @@ def measure(args: argparse.Namespace, st: devstate.State, url: str, work: Path
                 env = dict(os.environ, PYTHONPATH=str(REPO))
             else:
                 argv = [python, "-m", "benchmarks.layered_service", side, "serve"]
-                env = dict(service_env(st, url, port, secret, "bench-layers"),
+                env = dict(service_env(st, url, port, secret, TOPIC),
                            PYTHONPATH=str(REPO))
             pids[side] = stack.enter_context(server(argv, port, env, log))
             targets[side] = [target("GET", check_url(f"http://127.0.0.1:{port}", k),
