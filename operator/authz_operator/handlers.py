@@ -64,13 +64,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
     # any resource handler runs.
     cache = WatchCache(kube, indexes.from_kwargs(kwargs))
     memo["reconciler"] = Reconciler(kube, reads=cache)
-    previous_wakeups = memo.get("wakeups")
-    if isinstance(previous_wakeups, Wakeups):   # an earlier run in this process (tests)
-        previous_wakeups.close()
-    memo["wakeups"] = Wakeups(
+    _replace(memo, "wakeups", Wakeups(
         lambda namespace, name, why, handler: _reconcile_quietly(
             memo, namespace, name, why, handler),
-        settings.execution.max_workers or 8)
+        settings.execution.max_workers or 8))
     refs: kopf.Index[tuple[str, str], str] = kwargs["secret_refs"]
 
     def wake(namespace: str, name: str, why: str) -> None:
@@ -79,18 +76,25 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
     def readers(namespace: str, secret: str) -> list[str]:
         return sorted(set(values(refs, (namespace, secret))))
 
-    previous = memo.get("resync")
-    if isinstance(previous, Resync):   # an earlier run in this process (tests)
-        previous.stop()
-    memo["resync"] = resync = Resync(cache, kube, Relists(), wake, readers)
+    resync = Resync(cache, kube, Relists(), wake, readers)
+    _replace(memo, "resync", resync)
     resync.start()
+
+
+def _replace(memo: kopf.Memo, key: str, new: Wakeups | Resync) -> None:
+    """Keep `new` under `key`, stopping what an earlier run of the operator in this process
+    left there (tests run it again and again in one process)."""
+    previous = memo.get(key)
+    if isinstance(previous, Wakeups | Resync):
+        previous.stop()
+    memo[key] = new
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     wakeups = memo.get("wakeups")
     if isinstance(wakeups, Wakeups):   # first: its reconciles use the client closed below
-        await asyncio.to_thread(wakeups.close)
+        await asyncio.to_thread(wakeups.stop)
     resync = memo.get("resync")
     if isinstance(resync, Resync):
         resync.stop()

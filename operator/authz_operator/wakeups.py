@@ -56,7 +56,7 @@ class Wakeups:
                 return
             self._pool.submit(self._run, key[0], key[1], why, handler)
 
-    def close(self) -> None:
+    def stop(self) -> None:
         """Stop waking; wait for the reconciles that run (they hold API connections)."""
         with self._lock:
             self._closed = True

@@ -58,7 +58,7 @@ def test_a_burst_is_one_reconcile_and_the_rest_are_counted_coalesced() -> None:
         await asyncio.sleep(DEBOUNCE * 3)   # nothing else comes
 
     asyncio.run(scenario())
-    wakeups.close()
+    wakeups.stop()
     assert sorted(c[1] for c in calls.calls) == ["burst", "other"]
     assert coalesced("burst") - before == 4
 
@@ -76,7 +76,7 @@ def test_an_event_during_a_running_reconcile_schedules_the_next_one() -> None:
         await until(lambda: len(calls.calls) == 2)
 
     asyncio.run(scenario())
-    wakeups.close()
+    wakeups.stop()
     assert [c[2] for c in calls.calls] == ["Pod event", "Deployment event"]
 
 
@@ -86,7 +86,7 @@ def test_close_cancels_what_has_not_started_and_ignores_later_events() -> None:
 
     async def scenario() -> None:
         wakeups.wake("ns", "pending", "Pod event", "child-pods")
-        wakeups.close()
+        wakeups.stop()
         wakeups.wake("ns", "late", "Pod event", "child-pods")
         await asyncio.sleep(DEBOUNCE)
 
