@@ -228,7 +228,9 @@ def test_drift_is_restored(operator: Operator, kube: Kube, namespace: str,
         return (dep.get("spec", {}).get("replicas") == 2 and cm is not None
                 and svc.get("spec", {}).get("ports", [{}])[0].get("port") == 3002)
     wait_for("drift restored", restored)
-    assert "DriftCorrected" in reasons(kube, namespace)
+    # The reconcile posts its events after its applies (and patches status last): seeing
+    # the children restored does not mean the event is there yet.
+    wait_for("a DriftCorrected event", lambda: "DriftCorrected" in reasons(kube, namespace))
 
 
 def test_missing_secret_then_missing_key_then_recovery(
