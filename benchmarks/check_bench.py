@@ -168,15 +168,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--service-cmd", default=str(REPO / ".venv" / "bin" / "authz-service"),
                         help="the service's command (e.g. an older checkout's, to compare)")
     args = parser.parse_args(argv)
-    os.sched_setaffinity(0, {int(LOAD_CPU)})  # this process is part of the load side
-    st = devstate.load()
-    if not procs.alive(st.pids.get("postgres")) or not st.kafka_brokers:
-        print("servers not running: python -m devenv servers", file=sys.stderr)
+    st = load_side()
+    if st is None:
         return 2
     opa_exe, vegeta_exe = binaries.opa_bin(), binaries.vegeta_bin()
     work = Path(tempfile.mkdtemp(prefix="authz-bench-"))
     with bench_database(st) as url:
         return run(args, st, url, work, opa_exe, vegeta_exe)
+
+
+def load_side() -> devstate.State | None:
+    """Pin this process to the load's CPU (it is part of the load side) and read the
+    environment's state; None, said on stderr, when its servers are not running."""
+    os.sched_setaffinity(0, {int(LOAD_CPU)})
+    st = devstate.load()
+    if not procs.alive(st.pids.get("postgres")) or not st.kafka_brokers:
+        print("servers not running: python -m devenv servers", file=sys.stderr)
+        return None
+    return st
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from benchmarks.check_bench import (
     World,
     bench_database,
     check_url,
+    load_side,
     migrate,
     seed,
     service_env,
@@ -118,10 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32, help="closed-loop runs")
     parser.add_argument("--rate", type=int, default=2000, help="open-loop runs, requests/s")
     args = parser.parse_args(argv)
-    os.sched_setaffinity(0, {int(LOAD_CPU)})  # this process is part of the load side
-    st = devstate.load()
-    if not procs.alive(st.pids.get("postgres")) or not st.kafka_brokers:
-        print("servers not running: python -m devenv servers", file=sys.stderr)
+    st = load_side()
+    if st is None:
         return 2
     work = Path(tempfile.mkdtemp(prefix="authz-bench-layers-"))
     with bench_database(st) as url:
