@@ -1,7 +1,8 @@
-"""What a reconcile reads besides its resource: from kopf's watches, not a request each time.
+"""What a reconcile reads: from kopf's watches, not a request each time.
 
-`Reads` is what `reconciler.observe` asks for: the children, the migration Jobs, the serving
-pods, the orphaned ReplicaSets and the referenced Secrets of one resource. Two answers:
+`Reads` is what `reconciler.reconcile` asks for: the resource itself, its children, the
+migration Jobs, the serving pods, the orphaned ReplicaSets and the referenced Secrets. Two
+answers:
 
 - `ApiReads`: a GET or LIST per question (the operator before issue 11; the unit tests' fake
   API and anything run without kopf use it).
@@ -33,10 +34,11 @@ kopf/_core/engines/indexing.py, docs/indexing.rst "Guarantees" and "Conditional 
    (single operations under the GIL), and a copy that still meets a store changing size
    (RuntimeError; possible without the GIL) is taken again.
 
-Read-your-writes: a reconcile's apply returns the object the API server stored; until the
-watch delivers that version (or a newer one), reads answer with it: otherwise the next
-reconcile, woken by the very event of its own write, could compare against the older copy
-and write again. A delete hides the deleted object (by uid) until the watch drops it.
+Read-your-writes: a reconcile's apply (or its status patch) returns the object the API
+server stored; until the watch delivers that version (or a newer one), reads answer with it:
+otherwise the next reconcile, woken by the very event of its own write, could compare against
+the older copy and write again (for the resource: post the same events and status once
+more). A delete hides the deleted object (by uid) until the watch drops it.
 Newer is compared by resourceVersion as an integer (`trim.resource_version` says why that is
 acceptable). A written copy the watch never confirms (its kind's watch is down, the object
 was changed so it left the index) is trusted for `WRITTEN_TTL` seconds at most.
@@ -55,6 +57,7 @@ from authz_operator import trim
 from authz_operator.kube import Kube
 from authz_operator.labels import LABEL_INSTANCE
 from authz_operator.lifecycle.model import SecretView
+from authz_operator.spec import KIND
 
 Obj = dict[str, Any]
 Index = Mapping[Any, Iterable[Any]]   # kopf.Index: key -> kopf.Store (values)
@@ -64,7 +67,11 @@ COPY_ATTEMPTS = 5
 
 
 class Reads(Protocol):
-    """Where `reconciler.observe` reads from, and what `reconciler.act` tells it it wrote."""
+    """Where `reconciler.reconcile` reads from, and what `reconciler.act` tells it it wrote."""
+
+    def resource(self, namespace: str, name: str) -> Obj | None:
+        """The AuthorizationService, or None when it is gone."""
+        ...
 
     def child(self, kind: str, namespace: str, name: str, confirm_absent: bool) -> Obj | None:
         """The child, or None. `confirm_absent`: an absent child is about to be created, so
@@ -93,6 +100,9 @@ class ApiReads:
 
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
+
+    def resource(self, namespace: str, name: str) -> Obj | None:
+        return self.kube.get(KIND, namespace, name)
 
     def child(self, kind: str, namespace: str, name: str, confirm_absent: bool) -> Obj | None:
         # Every answer here is a GET: a confirmation (absent a moment ago) asks again.
@@ -194,6 +204,20 @@ class WatchCache:
         self._gone: dict[Key, Gone] = {}
 
     # -- reads -----------------------------------------------------------------------------
+
+    def resource(self, namespace: str, name: str) -> Obj | None:
+        """From the index, or our own newer write of it (a status patch). One the index does
+        not hold is asked for by a GET: created a moment ago (a child's or a Secret's event
+        can come first), or deleted, and then a copy we wrote before must not revive it."""
+        key = (KIND, namespace, name)
+        cached = values(self.indexes.get(KIND), (namespace, name))
+        found = self._merged(key, cached) if cached else None
+        if found is not None:
+            return found
+        with self._lock:
+            self._written.pop(key, None)
+        live = self.kube.get(KIND, namespace, name)
+        return None if live is None else trim.resource(live)
 
     def child(self, kind: str, namespace: str, name: str, confirm_absent: bool) -> Obj | None:
         found = self._merged((kind, namespace, name),

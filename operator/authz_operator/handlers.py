@@ -21,6 +21,7 @@ import kopf
 from authz_operator import indexes, kinds, metrics, resources
 from authz_operator.cache import WatchCache, values
 from authz_operator.kube import Kube, KubeError
+from authz_operator.labels import KOPF_ANNOTATION_PREFIX
 from authz_operator.main import CLUSTER_PEERING_ENV
 from authz_operator.reconciler import Reconciler
 from authz_operator.resync import Relists, Resync
@@ -32,7 +33,6 @@ log = logging.getLogger("authz_operator.handlers")
 CR = (GROUP, VERSION, PLURAL)
 OWNED = {"app.kubernetes.io/managed-by": resources.MANAGED_BY}
 CHILD_RESOURCES = tuple((k.group, k.version, k.plural) for k in kinds.WATCHED)
-ANNOTATION_PREFIX = "authz.rwadurian.io"
 RETRIES = 3
 # Handler ids: kopf's, and the `handler` label of authz_operator_reconciles_total and
 # authz_operator_handler_errors_total.
@@ -44,10 +44,10 @@ RESYNC = "resync"   # not a kopf handler: resync.py wakes a resource whose child
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     # kopf's own bookkeeping goes to annotations under our prefix: status has one writer (us).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix=ANNOTATION_PREFIX)
+        prefix=KOPF_ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
-    settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
+        prefix=KOPF_ANNOTATION_PREFIX, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{KOPF_ANNOTATION_PREFIX}/finalizer"
     # We post our own events with searchable reasons; kopf posts only real problems.
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = int(os.environ.get("AUTHZ_WORKERS", "8"))

@@ -1,6 +1,8 @@
 """kopf indexes: what `cache.WatchCache` reads, kept by the watches kopf runs anyway.
 
 One index per kind, each value trimmed (`trim.py`); keys:
+- an AuthorizationService: (namespace, name), every one kopf serves (a reconcile reads its
+  resource here, not by a GET each time);
 - a child (`kinds.CHILDREN`): (namespace, name), for children an AuthorizationService
   controls (by owner reference, not by label: a label someone removed is drift to see);
 - a migration Job: (namespace, owner name), for Jobs an AuthorizationService controls;
@@ -32,8 +34,8 @@ from authz_operator.labels import LABEL_INSTANCE, LABEL_NAME
 IndexKey = tuple[str, str]
 INDEX_IDS: dict[str, str] = {
     k.kind: f"authz_{k.plural}"
-    for k in (*(c.kind for c in kinds.CHILDREN), kinds.JOB, kinds.POD, kinds.REPLICA_SET,
-              kinds.SECRET)}
+    for k in (kinds.RESOURCE, *(c.kind for c in kinds.CHILDREN), kinds.JOB, kinds.POD,
+              kinds.REPLICA_SET, kinds.SECRET)}
 # The serving selector's labels but the instance (the index's key), and ours.
 SERVING_LABELS = {"app.kubernetes.io/managed-by": r.MANAGED_BY, LABEL_NAME: r.APP_NAME,
                   r.LABEL_COMPONENT: str(r.Component.SERVER)}
@@ -42,6 +44,11 @@ SERVING_LABELS = {"app.kubernetes.io/managed-by": r.MANAGED_BY, LABEL_NAME: r.AP
 def _where(body: Mapping[str, Any]) -> tuple[str, str, Mapping[str, str]]:
     meta = body.get("metadata") or {}
     return str(meta.get("namespace") or ""), str(meta.get("name")), meta.get("labels") or {}
+
+
+def resource_entry(body: Mapping[str, Any]) -> dict[IndexKey, Any]:
+    namespace, name, _ = _where(body)
+    return {(namespace, name): trim.resource(body)}
 
 
 def child_entry(body: Mapping[str, Any]) -> dict[IndexKey, Any]:
@@ -93,6 +100,7 @@ def _register(kind: Kind, entry: Any, labels: Mapping[str, str] | None = None) -
                labels=dict(labels) if labels else None)(index)
 
 
+_register(kinds.RESOURCE, resource_entry)
 for _child in kinds.CHILDREN:
     _register(_child.kind, child_entry)
 _register(kinds.JOB, job_entry)

@@ -27,6 +27,9 @@ MANAGED_BY = "authz-operator"
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_COMPONENT = "app.kubernetes.io/component"
+# kopf's own bookkeeping on the resource (handlers.configure): its progress and the
+# last-handled configuration (a copy of the whole spec), which nothing of ours reads.
+KOPF_ANNOTATION_PREFIX = "authz.rwadurian.io"
 
 
 class Component(enum.StrEnum):

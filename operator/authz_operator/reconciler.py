@@ -34,8 +34,8 @@ def utcnow() -> datetime.datetime:
 
 def observe(kube: Kube, body: Obj, now: datetime.datetime,
             reads: Reads | None = None) -> lifecycle.Observed:
-    """Everything `lifecycle.decide` needs; the resource itself is `body` (a GET), the rest
-    comes from `reads` (the watch cache in the operator, a request each without one)."""
+    """Everything `lifecycle.decide` needs; the resource itself is `body`, the rest comes
+    from `reads` (the watch cache in the operator, a request each without one)."""
     reads = reads or ApiReads(kube)
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -175,7 +175,7 @@ def act(kube: Kube, body: Obj, observed: lifecycle.Observed, plan: lifecycle.Pla
         kube.post_event(body, event, observed.now)
         log.info("%s/%s: event %s: %s", namespace, name, event.reason, event.message)
     if plan.status_changed:  # last: whoever waits for the status also finds the events
-        kube.patch_status(namespace, name, observed.status, plan.status)
+        wrote(kube.patch_status(namespace, name, observed.status, plan.status))
 
 
 def _uid(obj: Obj | None) -> str | None:
@@ -188,7 +188,7 @@ def reconcile(kube: Kube, namespace: str, name: str, clock: Clock = utcnow,
     `handler` (the kopf handler that woke it) labels the metrics."""
     started = time.perf_counter()
     reads = reads or ApiReads(kube)
-    body = kube.get("AuthorizationService", namespace, name)
+    body = reads.resource(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         metrics.forget(namespace, name)
         return None  # owner references let the garbage collector remove the children

@@ -24,6 +24,9 @@ Job pod templates and pod specs that no reconcile reads. Who reads what:
 - an orphaned ReplicaSet: labels, ownerReferences, spec.replicas and status.replicas
   (`lifecycle.selector`).
 - a Secret: `SecretView` (its resourceVersion and key names), never a value.
+- the AuthorizationService itself (`resource`): spec and status whole (`parse_spec`,
+  `lifecycle.decide`), the metadata above but kopf's own annotations (its progress and a copy
+  of the last-handled spec, `labels.KOPF_ANNOTATION_PREFIX`), which nothing of ours reads.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from authz_operator import kinds
+from authz_operator.labels import KOPF_ANNOTATION_PREFIX
 from authz_operator.lifecycle.model import SecretView
 from authz_operator.spec import GROUP, KIND
 
@@ -59,7 +63,7 @@ def _copy(value: Any) -> Any:
     """A plain copy of JSON data (nothing in the cache shares a dict with kopf's body), its
     keys and short strings interned."""
     if isinstance(value, str):
-        return sys.intern(value) if len(value) <= INTERNED_UP_TO else value
+        return sys.intern(str(value)) if len(value) <= INTERNED_UP_TO else value
     if isinstance(value, Mapping):
         return {sys.intern(str(k)): _copy(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -139,7 +143,20 @@ def secret_view(obj: Mapping[str, Any]) -> SecretView:
                       keys=frozenset(str(k) for k in keys))
 
 
-TRIMS = {"Job": job, "Pod": pod, "ReplicaSet": replica_set, **dict.fromkeys(CHILD_KINDS, child)}
+def resource(obj: Mapping[str, Any]) -> Obj:
+    """The AuthorizationService as a reconcile reads it."""
+    out: Obj = {k: _copy(obj[k]) for k in ("apiVersion", "kind", "spec", "status") if k in obj}
+    meta = metadata(obj)
+    kopfs = f"{KOPF_ANNOTATION_PREFIX}/"
+    if "annotations" in meta:
+        meta["annotations"] = {k: v for k, v in meta["annotations"].items()
+                               if not k.startswith(kopfs)}
+    out["metadata"] = meta
+    return out
+
+
+TRIMS = {"Job": job, "Pod": pod, "ReplicaSet": replica_set, KIND: resource,
+         **dict.fromkeys(CHILD_KINDS, child)}
 
 
 def trimmed(obj: Mapping[str, Any]) -> Obj:

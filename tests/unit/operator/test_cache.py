@@ -224,13 +224,14 @@ class Watch:
     def __init__(self, api: FakeKube) -> None:
         self.api = api
         self.indexes: dict[str, dict[Any, list[Any]]] = {
-            k: {} for k in (*r.OWNED_KINDS, "Job", "Pod", "ReplicaSet", "Secret")}
+            k: {} for k in ("AuthorizationService", *r.OWNED_KINDS, "Job", "Pod", "ReplicaSet",
+                            "Secret")}
         self.indexes["Secret"][("ns", "authorization-secrets")] = [
             SecretView("1", frozenset({"database-url", "jwt-secret"}))]
 
     def deliver(self) -> None:
         for (kind, name), o in self.api.objects.items():
-            if kind in r.OWNED_KINDS:
+            if kind in self.indexes:
                 self.indexes[kind][("ns", name)] = [copy.deepcopy(o)]
 
 
@@ -254,33 +255,81 @@ class CountingKube(FakeKube):
         live["metadata"]["resourceVersion"] = str(self.rv)
         return copy.deepcopy(live)
 
+    def patch_status(self, namespace: str, name: str, old: Any, new: Any) -> Any:
+        super().patch_status(namespace, name, old, new)
+        self.rv += 1
+        live = self.objects[("AuthorizationService", name)]
+        live["metadata"]["resourceVersion"] = str(self.rv)
+        return copy.deepcopy(live)
+
+
+def resource_body() -> Obj:
+    return {"apiVersion": "rwadurian.io/v1alpha1", "kind": "AuthorizationService",
+            "metadata": {"name": "a", "namespace": "ns", "uid": "u", "generation": 1,
+                         "resourceVersion": "1"},
+            "spec": spec_body(migrations={"enabled": False})}
+
 
 def test_the_reconcile_after_our_writes_writes_nothing_even_before_the_watch_delivers() -> None:
-    body = {"apiVersion": "rwadurian.io/v1alpha1", "kind": "AuthorizationService",
-            "metadata": {"name": "a", "namespace": "ns", "uid": "u", "generation": 1},
-            "spec": spec_body(migrations={"enabled": False})}
-    api = CountingKube({("AuthorizationService", "a"): body})
+    api = CountingKube({("AuthorizationService", "a"): resource_body()})
+    api.rv = 1
     watch = Watch(api)
+    watch.deliver()                                   # the resource's ADDED event
     kube: Kube = api  # type: ignore[assignment]
     reads = WatchCache(kube, watch.indexes)
 
     reconciler.reconcile(kube, "ns", "a", clock=lambda: NOW, reads=reads)
     assert [w for w in api.writes if w.startswith("apply")] == [
         f"apply {k}" for k in r.OWNED_KINDS]      # the seed's spec wants every child
-    # the first reconcile confirmed that every wanted child was absent (someone else's?)
-    assert sorted(api.reads) == sorted(["get AuthorizationService"]
-                                       + [f"get {k}" for k in r.OWNED_KINDS])
+    # the first reconcile confirmed that every wanted child was absent (someone else's?);
+    # the resource itself came from the watch
+    assert sorted(api.reads) == sorted(f"get {k}" for k in r.OWNED_KINDS)
 
     api.writes.clear()
     api.reads.clear()
     reconciler.reconcile(kube, "ns", "a", clock=lambda: NOW, reads=reads)  # no event yet
-    assert api.writes == ["status"]
-    assert api.reads == ["get AuthorizationService"]
+    assert api.writes == ["status"]   # the Deployment seen: the phase moves on, events once
+    assert api.reads == []
+
+    api.writes.clear()
+    reconciler.reconcile(kube, "ns", "a", clock=lambda: NOW, reads=reads)  # still no event
+    assert api.writes == []           # our own status patch is read, not the watch's older copy
 
     watch.deliver()
-    api.writes.clear()
-    api.reads.clear()
     reconciler.reconcile(kube, "ns", "a", clock=lambda: NOW, reads=reads)
     assert api.writes == []
-    assert api.reads == ["get AuthorizationService"]     # the steady state: one GET
+    assert api.reads == []                               # the steady state: no request
     assert reads.pending() == (0, 0)
+
+
+def test_the_resource_comes_from_the_index_or_our_newer_status_patch() -> None:
+    api = Reads({("AuthorizationService", "a"): resource_body()})
+    index: dict[str, dict[Any, list[Any]]] = {
+        "AuthorizationService": {("ns", "a"): [resource_body()]}}
+    c = cache(index, api)
+    assert rv(c.resource("ns", "a")) == "1"
+    assert api.gets == []
+
+    patched = {**resource_body(), "status": {"phase": "Ready"}}
+    patched["metadata"]["resourceVersion"] = "2"
+    c.wrote(patched)
+    assert (c.resource("ns", "a") or {}).get("status") == {"phase": "Ready"}
+    changed = {**resource_body(), "spec": {"replicas": 3}}
+    changed["metadata"]["resourceVersion"] = "3"           # someone's later spec change
+    index["AuthorizationService"][("ns", "a")] = [changed]
+    assert rv(c.resource("ns", "a")) == "3"
+    assert c.pending() == (0, 0)
+    assert api.gets == []
+
+
+def test_a_resource_the_index_lacks_is_asked_for_and_our_old_write_never_revives_it() -> None:
+    api = Reads({("AuthorizationService", "new"): resource_body()})
+    index: dict[str, dict[Any, list[Any]]] = {"AuthorizationService": {}}
+    c = cache(index, api)
+    assert rv(c.resource("ns", "new")) == "1"      # created a moment ago: a GET finds it
+    patched = resource_body()
+    patched["metadata"]["name"] = "gone"
+    c.wrote(patched)                             # our status patch, then the resource deleted
+    assert c.resource("ns", "gone") is None
+    assert api.gets == [("AuthorizationService", "new"), ("AuthorizationService", "gone")]
+    assert c.pending() == (0, 0)

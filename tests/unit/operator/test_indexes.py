@@ -55,7 +55,8 @@ def config_map(name: str, owned: bool, rv: str = "5") -> dict[str, Any]:
 def test_every_kind_a_reconcile_reads_has_an_index() -> None:
     registered = {str(h.id) for h in kopf.get_default_registry()._indexing.get_all_handlers()}
     assert set(indexes.INDEX_IDS.values()) <= registered
-    assert set(indexes.INDEX_IDS) == {*r.OWNED_KINDS, "Job", "Pod", "ReplicaSet", "Secret"}
+    assert set(indexes.INDEX_IDS) == {"AuthorizationService", *r.OWNED_KINDS, "Job", "Pod",
+                                      "ReplicaSet", "Secret"}
 
 
 async def test_a_child_is_indexed_trimmed_and_removed_when_deleted_or_disowned() -> None:
@@ -74,6 +75,28 @@ async def test_a_child_is_indexed_trimmed_and_removed_when_deleted_or_disowned()
     await idx.event(kinds.CONFIG_MAP, config_map(name, owned=False, rv="8"), "MODIFIED")
     assert idx.cache.child("ConfigMap", NS, name, confirm_absent=False) is None
     assert len(idx.indexers.indices[indexes.INDEX_IDS["ConfigMap"]]) == 0
+
+
+async def test_a_resource_is_indexed_without_kopfs_bookkeeping_and_dropped_when_deleted() -> None:
+    idx = Indexers()
+    raw: dict[str, Any] = {
+        "apiVersion": "rwadurian.io/v1alpha1", "kind": "AuthorizationService",
+        "metadata": {"name": OWNER.name, "namespace": NS, "uid": OWNER.uid,
+                     "resourceVersion": "4", "generation": 2,
+                     "managedFields": [{"manager": "kubectl"}],
+                     "annotations": {
+                         "authz.rwadurian.io/last-handled-configuration": '{"spec": "..."}',
+                         "authz.rwadurian.io/reconcile": "{}", r.ANN_ROLLBACK_TO: "3"}},
+        "spec": {"image": "img:1"}, "status": {"phase": "Ready"}}
+    await idx.event(kinds.RESOURCE, raw)
+    found = idx.cache.resource(NS, OWNER.name)
+    assert found is not None
+    assert found["metadata"]["annotations"] == {r.ANN_ROLLBACK_TO: "3"}
+    assert "managedFields" not in found["metadata"]
+    assert (found["spec"], found["status"]) == (raw["spec"], raw["status"])
+    assert found["metadata"]["generation"] == 2
+    await idx.event(kinds.RESOURCE, raw, "DELETED")
+    assert len(idx.indexers.indices[indexes.INDEX_IDS["AuthorizationService"]]) == 0
 
 
 async def test_a_replica_set_is_kept_only_while_orphaned() -> None:
