@@ -32,7 +32,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import psycopg
 
-from benchmarks import binaries
+from benchmarks import REPO, binaries
 from benchmarks.check_load import (
     LOAD_CPU,
     EventClock,
@@ -50,7 +50,6 @@ from benchmarks.service_bench import rss_mib, token
 from devenv import procs
 from devenv import state as devstate
 
-REPO = Path(__file__).resolve().parents[1]
 CHECK = "/api/v1/authorizations/check"
 REGIONS = ["440104", "440105", "440106", "310101", "110101", "120101", "320102", "330102"]
 OTHER_ROLES = ["AUTH_CITY_COMPANY", "AUTH_PROVINCE_COMPANY", "CITY_COMPANY",

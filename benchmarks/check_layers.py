@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from benchmarks import binaries
+from benchmarks import REPO, binaries
 from benchmarks.check_bench import (
     World,
     bench_database,
@@ -32,7 +32,7 @@ from benchmarks.check_bench import (
     seed,
     service_env,
 )
-from benchmarks.check_load import LOAD_CPU, REPO, Vegeta, cpu_seconds, server, stats, target
+from benchmarks.check_load import LOAD_CPU, Vegeta, cpu_seconds, server, stats, target
 from benchmarks.layered_service import LAYERS
 from benchmarks.service_bench import machine, token
 from devenv import procs

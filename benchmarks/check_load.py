@@ -22,9 +22,9 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
+from benchmarks import REPO
 from devenv import procs
 
-REPO = Path(__file__).resolve().parents[1]
 SERVER_CPU, LOAD_CPU = "0", "1"
 
 

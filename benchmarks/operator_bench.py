@@ -28,12 +28,10 @@ from urllib.parse import urlsplit
 import psycopg
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack"))
-
-from benchmarks.service_bench import machine, rss_mib  # noqa: E402
-from devenv import procs  # noqa: E402
-from devenv import state as devstate  # noqa: E402
+from benchmarks import REPO
+from benchmarks.service_bench import machine, rss_mib
+from devenv import procs
+from devenv import state as devstate
 
 IMAGE = "registry.example/authorization-service:{tag}"
 

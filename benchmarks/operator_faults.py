@@ -35,22 +35,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack"))
+import psycopg
+from kubernetes import client as k8s
 
-import psycopg  # noqa: E402
-from kubernetes import client as k8s  # noqa: E402
-
-from authz_operator.kube import Kube  # noqa: E402
-from devenv import cluster, paths, procs  # noqa: E402
-from devenv import state as devstate  # noqa: E402
-from tests.conftest import DevEnv  # noqa: E402
-from tests.integration.operator.helpers import (  # noqa: E402
+from authz_operator.kube import Kube
+from devenv import cluster, paths, procs
+from devenv import state as devstate
+from tests.conftest import DevEnv
+from tests.integration.operator.helpers import (
     JobRecorder,
     OperatorProcess,
     secret,
 )
-from tests.integration.operator.test_operator_faults import (  # noqa: E402
+from tests.integration.operator.test_operator_faults import (
     JOURNEY,
     SCHEMA_AUTO_ROLLBACK,
     Moment,
@@ -62,7 +59,7 @@ from tests.integration.operator.test_operator_faults import (  # noqa: E402
     kill_and_restart,
     kill_during,
 )
-from tests.support.kube import api_client  # noqa: E402
+from tests.support.kube import api_client
 
 
 def devenv(st: devstate.State) -> DevEnv:

@@ -43,11 +43,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack"))
-
-from benchmarks import audit  # noqa: E402
-from benchmarks.scale_env import (  # noqa: E402
+from benchmarks import audit
+from benchmarks.scale_env import (
     cmdline,
     crd_places_pods,
     flag_of,
@@ -56,7 +53,7 @@ from benchmarks.scale_env import (  # noqa: E402
     plot,
     versions,
 )
-from benchmarks.scale_model import (  # noqa: E402
+from benchmarks.scale_model import (
     SECRET,
     SizeResult,
     heap_lines,
@@ -69,9 +66,9 @@ from benchmarks.scale_model import (  # noqa: E402
     summary_table,
     traffic_tables,
 )
-from benchmarks.scale_steps import Bench  # noqa: E402
-from benchmarks.service_bench import machine  # noqa: E402
-from devenv import cluster, paths, procs  # noqa: E402
+from benchmarks.scale_steps import Bench
+from benchmarks.service_bench import machine
+from devenv import cluster, paths, procs
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,15 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack"))
+import yaml
+from kubernetes import config as k8s_config
 
-import yaml  # noqa: E402
-from kubernetes import config as k8s_config  # noqa: E402
-
-from benchmarks.scale_model import SECRET, Obj, as_list, chunks  # noqa: E402
-from devenv import paths, procs  # noqa: E402
-from devenv import state as devstate  # noqa: E402
+from benchmarks import REPO
+from benchmarks.scale_model import SECRET, Obj, as_list, chunks
+from devenv import paths, procs
+from devenv import state as devstate
 
 OPERATOR_SA = "authz-operator"
 CLUSTER_ROLE = REPO / "manifests" / "base" / "rbac" / "cluster-role.yaml"

@@ -7,18 +7,14 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack"))
-
-from authz_operator.spec import API_VERSION, PLURAL  # noqa: E402
-from benchmarks.scale_model import SizeResult  # noqa: E402
-from devenv import build  # noqa: E402
-from devenv import state as devstate  # noqa: E402
+from authz_operator.spec import API_VERSION, PLURAL
+from benchmarks.scale_model import SizeResult
+from devenv import build
+from devenv import state as devstate
 
 
 class Cluster(Protocol):

@@ -5,21 +5,15 @@ data in, plain data out (tests/unit/bench/test_scale_model.py)."""
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack"))
-
-
-from authz_operator import resources  # noqa: E402
-from authz_operator.spec import API_VERSION, KIND, parse_spec  # noqa: E402
-from authz_operator.workload import JobState, job_state, rollout_state  # noqa: E402
-from benchmarks import audit  # noqa: E402
-from devenv import cluster  # noqa: E402
+from authz_operator import resources
+from authz_operator.spec import API_VERSION, KIND, parse_spec
+from authz_operator.workload import JobState, job_state, rollout_state
+from benchmarks import audit
+from devenv import cluster
 
 Obj = dict[str, Any]
 Key = tuple[str, str]          # (namespace, name)

@@ -10,14 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack"))
-
-from authz_operator import resources  # noqa: E402
-from authz_operator.spec import API_VERSION, PLURAL  # noqa: E402
-from benchmarks import audit  # noqa: E402
-from benchmarks.scale_cluster import ScaleCluster  # noqa: E402
-from benchmarks.scale_model import (  # noqa: E402
+from authz_operator import resources
+from authz_operator.spec import API_VERSION, PLURAL
+from benchmarks import audit
+from benchmarks.scale_cluster import ScaleCluster
+from benchmarks.scale_model import (
     Key,
     SizeResult,
     Traffic,
@@ -28,8 +25,8 @@ from benchmarks.scale_model import (  # noqa: E402
     resource,
     resource_ready,
 )
-from benchmarks.scale_watch import RssSampler, Tracker, ask_heap_report, heap_head  # noqa: E402
-from devenv import cluster  # noqa: E402
+from benchmarks.scale_watch import RssSampler, Tracker, ask_heap_report, heap_head
+from devenv import cluster
 
 LOG_LEVELS = ("info", "debug")   # a spec change: the ConfigMap's log-level, then a rollout
 

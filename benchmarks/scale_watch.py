@@ -15,13 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack"))
+from kubernetes import config as k8s_config
+from kubernetes.watch.watch import iter_resp_lines
 
-from kubernetes import config as k8s_config  # noqa: E402
-from kubernetes.watch.watch import iter_resp_lines  # noqa: E402
-
-from benchmarks.scale_model import Key, Obj  # noqa: E402
+from benchmarks.scale_model import Key, Obj
 
 # ---------------------------------------------------------------------------------------------
 # the cluster: raw list+watch, objects remembered with the time they arrived

@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,11 +28,9 @@ import aiohttp
 import jwt
 import psycopg
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack"))
-
-from devenv import procs  # noqa: E402
-from devenv import state as devstate  # noqa: E402
+from benchmarks import REPO
+from devenv import procs
+from devenv import state as devstate
 
 REGIONS = ["440104", "440105", "440106", "310101", "110101", "120101", "320102", "330102"]
 

@@ -17,10 +17,8 @@ import logging
 import secrets
 import shutil
 import statistics
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -28,15 +26,12 @@ import jwt
 from aiohttp import web
 from confluent_kafka.admin import AdminClient, NewTopic
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "hack"))
-
-from authz_service.app import create_app  # noqa: E402
-from authz_service.config import load_config  # noqa: E402
-from devenv import paths, procs, servers  # noqa: E402
-from tests.integration.service.conftest import migrate_up  # noqa: E402
-from tests.support import events  # noqa: E402
-from tests.support.private import PrivatePostgres, PrivateRedis  # noqa: E402
+from authz_service.app import create_app
+from authz_service.config import load_config
+from devenv import paths, procs, servers
+from tests.integration.service.conftest import migrate_up
+from tests.support import events
+from tests.support.private import PrivatePostgres, PrivateRedis
 
 SECRET = secrets.token_hex(24)  # signs this run's tokens; the app it starts verifies them
 API = "/api/v1/authorizations"
