@@ -8,19 +8,17 @@ Extra defaults on top of `kopf run`:
   higher priority, and ALL operators when peers share a priority, so each replica gets a
   distinct random priority unless `--priority` or `--standalone` is given;
 - a heap report on SIGUSR2 when `AUTHZ_HEAP_REPORT` names a file (heapreport.py);
-- at most MALLOC_ARENAS glibc malloc arenas (`limit_malloc_arenas`).
+- glibc's malloc kept small: two arenas, free pages handed back every 10 s (allocator.py).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import secrets
 import sys
 from collections.abc import Mapping
 
-from authz_operator import heapreport
+from authz_operator import allocator, heapreport
 
 PATTERN_CHARS = frozenset("*?!")
 
@@ -65,28 +63,6 @@ def kopf_args(argv: list[str], environ: dict[str, str] | None = None) -> list[st
     return args
 
 
-# glibc gives each thread that allocates its own arena, up to 8 per core, and keeps what
-# was freed in each. The operator's reconcile threads and kopf's loop free memory in bursts
-# (a watch listing again, a thousand reconciles), so RSS stayed at its peak (issue 11).
-# Two arenas keep what they free together; Python's small objects never use them.
-MALLOC_ARENAS = 2
-M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
-
-
-def limit_malloc_arenas(environ: Mapping[str, str]) -> bool:
-    """mallopt(M_ARENA_MAX, MALLOC_ARENAS) before any thread starts, unless MALLOC_ARENA_MAX
-    is set (glibc then read it at start) or the C library is not glibc; True if set."""
-    if "MALLOC_ARENA_MAX" in environ:
-        return False
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and others: nothing to tune
-        return False
-    return bool(mallopt(M_ARENA_MAX, MALLOC_ARENAS))
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the operator; arguments are passed to `kopf run` after the module."""
     import kopf.cli
@@ -95,5 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     if spans_the_cluster(args):
         os.environ[CLUSTER_PEERING_ENV] = "1"   # read by handlers.configure
     heapreport.install(os.environ)
-    limit_malloc_arenas(os.environ)
+    allocator.limit_arenas(os.environ)
+    allocator.start_trimming(os.environ)
     return int(kopf.cli.main(args, standalone_mode=False) or 0)

@@ -4,7 +4,6 @@ import pytest
 
 from authz_operator.main import (
     kopf_args,
-    limit_malloc_arenas,
     spans_the_cluster,
     watched_namespaces,
 )
@@ -47,8 +46,3 @@ def test_patterns_are_one_kopf_pattern_and_span_the_cluster(
     assert spans_the_cluster(args) is cluster
     assert spans_the_cluster(["run", "--namespace=!x-*"])
 
-
-def test_malloc_arenas_are_limited_unless_the_environment_chose() -> None:
-    # Debian's glibc here, as in the image: mallopt accepts the limit.
-    assert limit_malloc_arenas({}) is True
-    assert limit_malloc_arenas({"MALLOC_ARENA_MAX": "4"}) is False
