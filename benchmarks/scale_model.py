@@ -232,11 +232,9 @@ def heap_lines(r: SizeResult) -> list[str]:
 
 def run_labels(environ: Mapping[str, str], heap: bool) -> list[str]:
     """What in this run's setting changes the operator's memory or pace: MALLOC_ARENA_MAX
-    (the operator inherits it), and --heap's tracing."""
-    out = []
-    if "MALLOC_ARENA_MAX" in environ:
-        out.append(f"Allocator: MALLOC_ARENA_MAX={environ['MALLOC_ARENA_MAX']} (the operator "
-                   "inherits it)")
+    and AUTHZ_MALLOC_TRIM_SECONDS (the operator inherits them), and --heap's tracing."""
+    out = [f"Allocator: {name}={environ[name]} (the operator inherits it)"
+           for name in ("MALLOC_ARENA_MAX", "AUTHZ_MALLOC_TRIM_SECONDS") if name in environ]
     if heap:
         out.append("Heap: the operator traced its allocations (PYTHONTRACEMALLOC=1, --heap): "
                    "slower, and with tracemalloc's own memory in its RSS; for the memory "

@@ -170,6 +170,8 @@ def test_a_run_says_what_changes_the_operators_memory_or_pace() -> None:
     assert scale.run_labels({"PATH": "/bin"}, heap=False) == []
     assert scale.run_labels({"MALLOC_ARENA_MAX": "2"}, heap=False) == [
         "Allocator: MALLOC_ARENA_MAX=2 (the operator inherits it)"]
+    assert scale.run_labels({"AUTHZ_MALLOC_TRIM_SECONDS": "0"}, heap=False) == [
+        "Allocator: AUTHZ_MALLOC_TRIM_SECONDS=0 (the operator inherits it)"]
     [heap] = scale.run_labels({}, heap=True)
     assert heap.startswith("Heap: the operator traced its allocations (PYTHONTRACEMALLOC=1")
     assert "not for the times or the ratio" in heap
