@@ -33,6 +33,7 @@ log = logging.getLogger("authz_operator.handlers")
 CR = (GROUP, VERSION, PLURAL)
 OWNED = {"app.kubernetes.io/managed-by": resources.MANAGED_BY}
 CHILD_RESOURCES = tuple((k.group, k.version, k.plural) for k in kinds.WATCHED)
+SELECTED_KINDS = (*kinds.WATCHED, kinds.REPLICA_SET)   # watched by our label only
 RETRIES = 3
 # Handler ids: kopf's, and the `handler` label of authz_operator_reconciles_total and
 # authz_operator_handler_errors_total.
@@ -56,6 +57,15 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
         objects.removeFilter(old)   # tests start the operator again and again in one process
     objects.addFilter(QuietWatchers())
     settings.watching.server_timeout = 270
+    # kopf lists and watches only our own objects of the kinds we make (children, Jobs, their
+    # pods, ReplicaSets), by a label selector the API server applies, not every pod and
+    # ConfigMap of the cluster: each object it does not send costs neither its parsing nor
+    # kopf's per-object state (issue 11). Secrets (a team's own) and the resources stay whole.
+    # An owned child someone took our label from leaves the watch; the GET that guards a
+    # create (reconciler.confirm_creates) finds it, and the reconcile puts the label back.
+    for kind in SELECTED_KINDS:
+        settings.watching.label_selectors[kind.group, kind.version, kind.plural] = \
+            resources.selector_string(OWNED)
     # After its own patch (the last-handled configuration), kopf waits this long for the
     # patched version to come back on the watch before it trusts an older event; past it, it
     # handled the older one (without the annotation) as a second creation. At 1,000 resources

@@ -4,7 +4,9 @@ One index per kind, each value trimmed (`trim.py`); keys:
 - an AuthorizationService: (namespace, name), every one kopf serves (a reconcile reads its
   resource here, not by a GET each time);
 - a child (`kinds.CHILDREN`): (namespace, name), for children an AuthorizationService
-  controls (by owner reference, not by label: a label someone removed is drift to see);
+  controls, by owner reference (kopf watches only objects with our managed-by label:
+  `handlers.SELECTED_KINDS`; one whose label was removed leaves the index, and the GET that
+  guards its create finds it);
 - a migration Job: (namespace, owner name), for Jobs an AuthorizationService controls;
 - a serving pod: (namespace, instance label), for pods with the serving labels;
 - a ReplicaSet: (namespace, instance label), only while orphaned (no controller): the only
