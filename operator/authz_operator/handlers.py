@@ -61,8 +61,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
     # pods, ReplicaSets), by a label selector the API server applies, not every pod and
     # ConfigMap of the cluster: each object it does not send costs neither its parsing nor
     # kopf's per-object state (issue 11). Secrets (a team's own) and the resources stay whole.
-    # An owned child someone took our label from leaves the watch; the GET that guards a
-    # create (reconciler.confirm_creates) finds it, and the reconcile puts the label back.
+    # An owned child someone took our label from leaves the watch (a DELETED event, which
+    # wakes its owner); the GET that guards a create (reconciler.confirm_creates) finds it,
+    # and the reconcile puts the label back.
     for kind in SELECTED_KINDS:
         settings.watching.label_selectors[kind.group, kind.version, kind.plural] = \
             resources.selector_string(OWNED)
@@ -210,6 +211,9 @@ def child_handler(plural: str) -> str:
     return f"child-{plural}"
 
 
+# The API server sends only objects with our label (`configure`); a child that loses it
+# leaves the selection with a DELETED event that carries its previous state, label and all,
+# so this filter lets it through and its owner is woken.
 for _group, _version, _plural in CHILD_RESOURCES:
     kopf.on.event(_group, _version, _plural, labels=OWNED, id=child_handler(_plural))(_on_child)
 

@@ -233,6 +233,26 @@ def test_drift_is_restored(operator: Operator, kube: Kube, namespace: str,
     wait_for("a DriftCorrected event", lambda: "DriftCorrected" in reasons(kube, namespace))
 
 
+def test_a_child_that_lost_our_label_gets_it_back(operator: Operator, kube: Kube,
+                                                   namespace: str,
+                                                   kubectl: Callable[..., Any]) -> None:
+    """kopf watches children by our label (server-side): one that lost it leaves the watch,
+    which wakes its owner; the reconcile finds it by the GET that guards a create and puts
+    the label back (not a second Service, not a conflict)."""
+    create(kube, namespace, autoscaling={"enabled": False})
+    wait_for("Ready", lambda: ready_at_generation(kube, namespace, 1), timeout=90)
+    uid = (kube.get("Service", namespace, NAME) or {})["metadata"]["uid"]
+    kubectl("label", "-n", namespace, f"service/{NAME}", "app.kubernetes.io/managed-by-")
+
+    def relabelled() -> bool:
+        meta = (kube.get("Service", namespace, NAME) or {}).get("metadata") or {}
+        return (meta.get("labels") or {}).get("app.kubernetes.io/managed-by") == \
+            "authz-operator"
+    wait_for("the label back", relabelled)
+    assert (kube.get("Service", namespace, NAME) or {})["metadata"]["uid"] == uid
+    wait_for("a DriftCorrected event", lambda: "DriftCorrected" in reasons(kube, namespace))
+
+
 def test_missing_secret_then_missing_key_then_recovery(
         operator: Operator, kube: Kube, namespace: str) -> None:
     kube.apply(cr(namespace))
