@@ -18,10 +18,10 @@ from typing import Any
 
 import kopf
 
-from authz_operator import indexes, kinds, metrics, resources
+from authz_operator import indexes, kinds, metrics
 from authz_operator.cache import WatchCache, values
 from authz_operator.kube import Kube, KubeError
-from authz_operator.labels import KOPF_ANNOTATION_PREFIX
+from authz_operator.labels import KOPF_ANNOTATION_PREFIX, MANAGED, MANAGED_SELECTOR
 from authz_operator.main import CLUSTER_PEERING_ENV
 from authz_operator.reconciler import Reconciler
 from authz_operator.resync import Relists, Resync
@@ -31,7 +31,6 @@ from authz_operator.wakeups import Wakeups
 log = logging.getLogger("authz_operator.handlers")
 
 CR = (GROUP, VERSION, PLURAL)
-OWNED = {"app.kubernetes.io/managed-by": resources.MANAGED_BY}
 CHILD_RESOURCES = tuple((k.group, k.version, k.plural) for k in kinds.WATCHED)
 SELECTED_KINDS = (*kinds.WATCHED, kinds.REPLICA_SET)   # watched by our label only
 RETRIES = 3
@@ -66,7 +65,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
     # and the reconcile puts the label back.
     for kind in SELECTED_KINDS:
         settings.watching.label_selectors[kind.group, kind.version, kind.plural] = \
-            resources.selector_string(OWNED)
+            MANAGED_SELECTOR
     # After its own patch (the last-handled configuration), kopf waits this long for the
     # patched version to come back on the watch before it trusts an older event; past it, it
     # handled the older one (without the annotation) as a second creation. At 1,000 resources
@@ -215,7 +214,7 @@ def child_handler(plural: str) -> str:
 # leaves the selection with a DELETED event that carries its previous state, label and all,
 # so this filter lets it through and its owner is woken.
 for _group, _version, _plural in CHILD_RESOURCES:
-    kopf.on.event(_group, _version, _plural, labels=OWNED, id=child_handler(_plural))(_on_child)
+    kopf.on.event(_group, _version, _plural, labels=MANAGED, id=child_handler(_plural))(_on_child)
 
 
 def _orphaned(body: kopf.Body, **_: Any) -> bool:
@@ -227,7 +226,7 @@ def _orphaned(body: kopf.Body, **_: Any) -> bool:
 # it must not depend on which of two watches (Deployments, ReplicaSets) is delivered first.
 ORPHANED_REPLICA_SET = child_handler(kinds.REPLICA_SET.plural)
 kopf.on.event(kinds.REPLICA_SET.group, kinds.REPLICA_SET.version, kinds.REPLICA_SET.plural,
-              labels=OWNED, when=_orphaned, id=ORPHANED_REPLICA_SET)(_on_child)
+              labels=MANAGED, when=_orphaned, id=ORPHANED_REPLICA_SET)(_on_child)
 
 
 @kopf.on.event(*CR, id=GONE)

@@ -31,7 +31,7 @@ import kopf
 from authz_operator import kinds, trim
 from authz_operator import resources as r
 from authz_operator.kinds import Kind
-from authz_operator.labels import LABEL_INSTANCE, LABEL_NAME
+from authz_operator.labels import LABEL_INSTANCE, LABEL_NAME, MANAGED
 
 IndexKey = tuple[str, str]
 INDEX_IDS: dict[str, str] = {
@@ -88,9 +88,6 @@ def secret_entry(body: Mapping[str, Any]) -> dict[IndexKey, Any]:
     return {(namespace, name): trim.secret_view(body)}
 
 
-OURS = {"app.kubernetes.io/managed-by": r.MANAGED_BY}
-
-
 def _register(kind: Kind, entry: Any, labels: Mapping[str, str] | None = None) -> None:
     async def index(body: kopf.Body, **_: Any) -> dict[IndexKey, Any]:
         raw = dict(body)   # listed items carry their kind only as kopf fills it in: be sure
@@ -107,7 +104,7 @@ for _child in kinds.CHILDREN:
     _register(_child.kind, child_entry)
 _register(kinds.JOB, job_entry)
 _register(kinds.POD, pod_entry, SERVING_LABELS)       # kopf skips the others' pods early
-_register(kinds.REPLICA_SET, replica_set_entry, OURS)
+_register(kinds.REPLICA_SET, replica_set_entry, MANAGED)
 _register(kinds.SECRET, secret_entry)
 
 

@@ -92,6 +92,12 @@ def selector_string(selector: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
 
 
+# Every object the operator makes carries this label: kopf watches the children's kinds by
+# it (handlers.configure), the indexes and the resync select by it.
+MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+MANAGED_SELECTOR = selector_string(MANAGED)
+
+
 def labels(name: str, image: str) -> dict[str, str]:
     version = image_tag(image)[:63].rstrip("._-") or "unknown"
     return {

@@ -27,11 +27,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from authz_operator import resources as r
 from authz_operator import trim
 from authz_operator.cache import Gone, WatchCache, values
 from authz_operator.kube import Kube
-from authz_operator.labels import LABEL_INSTANCE
+from authz_operator.labels import LABEL_INSTANCE, MANAGED_SELECTOR
 from authz_operator.lifecycle.model import SecretView
 
 log = logging.getLogger("authz_operator.resync")
@@ -40,7 +39,6 @@ Obj = dict[str, Any]
 Wake = Callable[[str, str, str], None]            # (namespace, resource, why)
 SETTLE_SECONDS = 30.0      # a listing's burst of events is over by then
 BURST_SECONDS = 60.0       # events of one listing come closer together than this
-OURS = r.selector_string({"app.kubernetes.io/managed-by": r.MANAGED_BY})
 
 
 class Relists:
@@ -142,7 +140,7 @@ class Resync:
     def _sweep(self, kind: str, namespace: str,
                items: list[tuple[tuple[str, str], Any]]) -> int:
         listed, version = self.kube.list_metadata(kind, namespace,
-                                                  "" if kind == "Secret" else OURS)
+                                                  "" if kind == "Secret" else MANAGED_SELECTOR)
         if kind == "Secret":
             views = [(key[1], v) for key, v in items if isinstance(v, SecretView)]
             secrets = leftovers(views, listed, version)
