@@ -56,6 +56,7 @@ from benchmarks.scale_env import (
 from benchmarks.scale_model import (
     SECRET,
     SizeResult,
+    cpu_table,
     heap_lines,
     idle_default,
     makes_pods,
@@ -151,8 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if kubeconfig is not None:
                 bench.side_a(n, kubeconfig, idle, args.tries, result)
             results.append(result)
-            print("\n".join([*summary_table([result])[2:], *heap_lines(result)]),
-                  file=sys.stderr)
+            print("\n".join([*summary_table([result])[2:], *heap_lines(result),
+                             *cpu_table(result, os.cpu_count() or 1)]), file=sys.stderr)
     except (Exception, KeyboardInterrupt) as exc:
         # What was measured before is still printed below; this size is not.
         failure = f"stopped at N={n}: {type(exc).__name__}: {exc}"
@@ -183,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in results:
         print()
         print("\n".join(traffic_tables(r)))
+        print("\n".join(["", *cpu_table(r, os.cpu_count() or 1)]))
         if r.heap_file:
             print()
             print("\n".join(heap_lines(r)))

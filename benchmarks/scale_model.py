@@ -170,6 +170,8 @@ class SizeResult:
     idle_seconds: float = 0.0
     spec_change: list[float] = field(default_factory=list)
     deleted_child: list[float] = field(default_factory=list)
+    b_cpu: dict[str, float] = field(default_factory=dict)   # CPU seconds, B's apply to ready
+    a_cpu: dict[str, float] = field(default_factory=dict)   # ... A's apply to all Ready
     heap_file: str = ""          # --heap: the operator's heap report at the end of the size
     heap: list[str] = field(default_factory=list)   # ... its first lines
 
@@ -218,6 +220,38 @@ def traffic_tables(r: SizeResult) -> list[str]:
         lines += [f"  {w.verb} {w.resource} {w.namespace}/{w.name} ({w.code})"
                   for w in r.idle.writes[:20]]
     return lines
+
+
+MACHINE = "the machine, every CPU"   # cpu_seconds' key for the busy time of all CPUs
+OPERATOR = "authz-operator"           # ... for the benchmark's operator process (side A)
+
+
+def cpu_used(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """CPU seconds spent between two `cpu_seconds` readings, for the names in both."""
+    return {name: after[name] - before[name] for name in before if name in after}
+
+
+def cpu_table(r: SizeResult, cores: int) -> list[str]:
+    """Where the CPU went on each side: each measured process's seconds from its side's
+    apply to all ready, and the machine's busy share of what its cores could give."""
+    if not r.a_cpu and not r.b_cpu:
+        return []
+    names = [n for n in dict.fromkeys([*r.b_cpu, *r.a_cpu]) if n != MACHINE]
+    rows = [f"N={r.n}: CPU seconds from each side's apply to all ready (B {r.b_ready:.0f} s, "
+            f"A {r.a_ready:.0f} s; {cores} cores)", "",
+            "| process | B | A | A - B |", "| --- | --- | --- | --- |"]
+
+    def cell(side: Mapping[str, float], name: str) -> str:
+        return f"{side[name]:.1f}" if name in side else "-"
+
+    for name in [*names, MACHINE]:
+        extra = f"{r.a_cpu.get(name, 0.0) - r.b_cpu.get(name, 0.0):+.1f}"
+        rows.append(f"| {name} | {cell(r.b_cpu, name)} | {cell(r.a_cpu, name)} | {extra} |")
+    for side, seconds, used in (("B", r.b_ready, r.b_cpu), ("A", r.a_ready, r.a_cpu)):
+        if seconds and MACHINE in used:
+            rows.append(f"{side}: the machine busy {used[MACHINE] / (seconds * cores):.0%} "
+                        "of its cores' time")
+    return rows
 
 
 def heap_lines(r: SizeResult) -> list[str]:

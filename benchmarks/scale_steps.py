@@ -15,9 +15,11 @@ from authz_operator.spec import API_VERSION, PLURAL
 from benchmarks import audit
 from benchmarks.scale_cluster import ScaleCluster
 from benchmarks.scale_model import (
+    OPERATOR,
     Key,
     SizeResult,
     Traffic,
+    cpu_used,
     deployment_ready,
     job_ready,
     layout,
@@ -25,14 +27,28 @@ from benchmarks.scale_model import (
     resource,
     resource_ready,
 )
-from benchmarks.scale_watch import RssSampler, Tracker, ask_heap_report, heap_head
+from benchmarks.scale_watch import (
+    RssSampler,
+    Tracker,
+    ask_heap_report,
+    cpu_seconds,
+    heap_head,
+)
 from devenv import cluster
 
 LOG_LEVELS = ("info", "debug")   # a spec change: the ConfigMap's log-level, then a rollout
+# The processes both sides wait on, whose CPU time is counted (state.json's names)
+CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok")
 
 
 class Bench(ScaleCluster):
     """The cluster of one run, and what is measured on it for each size."""
+
+    def cpu_now(self, operator: int | None = None) -> dict[str, float]:
+        pids = {name: self.st.pids.get(name) for name in CONTROL_PLANE}
+        if operator is not None:
+            pids[OPERATOR] = operator
+        return cpu_seconds(pids)
 
     def side_b(self, n: int, result: SizeResult) -> None:
         keys = layout(f"{self.prefix}-n{n}-b", n)
@@ -48,13 +64,14 @@ class Bench(ScaleCluster):
                      deployment_ready, selector) as deps, \
                 Tracker(self.st.kubeconfig, "/apis/batch/v1/jobs", inside, job_ready,
                         selector) as jobs:
-            started = time.monotonic()
+            cpu0, started = self.cpu_now(), time.monotonic()
             self.apply(children)
             result.b_apply = time.monotonic() - started
             timeout = 600 + 2 * n
             deps.wait(lambda: len(deps.done_at) >= n, timeout, f"N={n}: B's Deployments")
             jobs.wait(lambda: len(jobs.done_at) >= n_jobs, timeout, f"N={n}: B's Jobs")
             result.b_ready = max([*deps.done_at.values(), *jobs.done_at.values()]) - started
+            result.b_cpu = cpu_used(cpu0, self.cpu_now())
         print(f"[scale] N={n} B: applied in {result.b_apply:.1f} s, ready in "
               f"{result.b_ready:.1f} s; deleting its namespaces", file=sys.stderr)
         self.delete_namespaces(namespaces)
@@ -79,10 +96,11 @@ class Bench(ScaleCluster):
                             selector=selector) as svcs:
                 rss = RssSampler(pid)
                 result.rss_start = rss.samples[0]
-                wall0, started = time.time(), time.monotonic()
+                cpu0, wall0, started = self.cpu_now(pid), time.time(), time.monotonic()
                 self.apply([resource(k, self.spec) for k in keys])
                 result.a_apply = time.monotonic() - started
                 crs.wait(lambda: len(crs.done_at) >= n, 600 + 2 * n, f"N={n}: A all Ready")
+                result.a_cpu = cpu_used(cpu0, self.cpu_now(pid))
                 times = [t - started for t in crs.done_at.values()]
                 result.a_ready, result.a_median = max(times), statistics.median(times)
                 wall1 = wall0 + result.a_ready

@@ -1,6 +1,7 @@
 """The operator scale benchmark's view of the cluster: a raw list+watch per kind that remembers
 each object with the time it arrived (`Tracker`), the operator's RSS sampled every second
-(`RssSampler`), and its heap report asked for and read (`ask_heap_report`, `heap_head`:
+(`RssSampler`), the CPU time the control plane's processes and the operator spent
+(`cpu_seconds`), and its heap report asked for and read (`ask_heap_report`, `heap_head`:
 --heap)."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from kubernetes import config as k8s_config
 from kubernetes.watch.watch import iter_resp_lines
 
-from benchmarks.scale_model import Key, Obj
+from benchmarks.scale_model import MACHINE, Key, Obj
 
 # ---------------------------------------------------------------------------------------------
 # the cluster: raw list+watch, objects remembered with the time they arrived
@@ -146,6 +147,28 @@ class RssSampler:
         self._thread.join(5)
         end = self._read() or self.samples[-1]
         return max([*self.samples, end]), end
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: dict[str, int | None]) -> dict[str, float]:
+    """User + system CPU seconds each named process has spent so far (gone: left out), and
+    under `MACHINE` the busy time of every CPU (all but idle and iowait), from /proc."""
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                # after the command's parentheses: state is field 3, utime and stime 14, 15
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, TypeError):
+            continue
+        out[name] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]
+    out[MACHINE] = (sum(ticks[:8]) - idle) / CLOCK_TICKS
+    return out
 
 
 HEAP_WAIT = 10.0   # seconds for the report (a snapshot of a large heap takes a few)

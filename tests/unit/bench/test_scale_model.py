@@ -175,3 +175,23 @@ def test_a_run_says_what_changes_the_operators_memory_or_pace() -> None:
     [heap] = scale.run_labels({}, heap=True)
     assert heap.startswith("Heap: the operator traced its allocations (PYTHONTRACEMALLOC=1")
     assert "not for the times or the ratio" in heap
+
+
+def test_cpu_used_is_the_difference_for_processes_read_both_times() -> None:
+    before = {"etcd": 10.0, "kwok": 2.0, scale.MACHINE: 100.0}
+    after = {"etcd": 14.5, scale.MACHINE: 160.0}   # kwok gone by the second reading
+    assert scale.cpu_used(before, after) == {"etcd": 4.5, scale.MACHINE: 60.0}
+
+
+def test_the_cpu_table_sets_each_process_side_by_side_with_the_machines_share() -> None:
+    r = scale.SizeResult(n=10, namespaces=1, b_ready=20.0, a_ready=40.0,
+                         b_cpu={"etcd": 4.0, scale.MACHINE: 30.0},
+                         a_cpu={"etcd": 6.0, scale.OPERATOR: 12.5, scale.MACHINE: 72.0})
+    table = scale.cpu_table(r, cores=2)
+    assert "| etcd | 4.0 | 6.0 | +2.0 |" in table
+    assert f"| {scale.OPERATOR} | - | 12.5 | +12.5 |" in table
+    assert table.index(f"| {scale.MACHINE} | 30.0 | 72.0 | +42.0 |") > table.index(
+        f"| {scale.OPERATOR} | - | 12.5 | +12.5 |")
+    assert table[-2:] == ["B: the machine busy 75% of its cores' time",
+                          "A: the machine busy 90% of its cores' time"]
+    assert scale.cpu_table(scale.SizeResult(n=1, namespaces=1), cores=2) == []
