@@ -25,13 +25,11 @@ from prometheus_client import (
     PLATFORM_COLLECTOR,
     PROCESS_COLLECTOR,
     CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
 )
 from prometheus_client.exposition import generate_latest, start_http_server
 
 from authz_operator import resources as r
+from authz_operator import series
 from authz_operator.status import Direction, Reason
 from authz_operator.workload import JobState, job_endings
 
@@ -40,40 +38,40 @@ for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
     REGISTRY.register(_collector)
 
 RESOURCE = ("namespace", "name")
-RECONCILES = Counter(
+RECONCILES = series.Counter(
     "authz_operator_reconciles_total",
     "Finished reconciles of AuthorizationServices, by the kopf handler that woke them.",
     [*RESOURCE, "handler", "result"], registry=REGISTRY)
-COALESCED = Counter(
+COALESCED = series.Counter(
     "authz_operator_coalesced_total",
     "Events folded into a reconcile of the same resource that had not started yet (it reads "
     "the latest state, so it covers them), by the kopf handler that received them.",
     [*RESOURCE, "handler"], registry=REGISTRY)
-WRITES = Counter(
+WRITES = series.Counter(
     "authz_operator_writes_total", "Writes a reconcile sent (applies, deletes, status, events).",
     list(RESOURCE), registry=REGISTRY)
-HANDLER_ERRORS = Counter(
+HANDLER_ERRORS = series.Counter(
     "authz_operator_handler_errors_total",
     "Failures inside a kopf handler (retried by kopf or by the handler), by handler id.",
     ["handler"], registry=REGISTRY)
-RECONCILE_DURATION = Histogram(
+RECONCILE_DURATION = series.Histogram(
     "authz_operator_reconcile_duration_seconds", "Time one reconcile took.",
-    list(RESOURCE), registry=REGISTRY,
+    RESOURCE, REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
-MIGRATIONS = Counter(
+MIGRATIONS = series.Counter(
     "authz_operator_migrations_total", "Migration Jobs finished, by direction and outcome.",
     [*RESOURCE, "direction", "outcome"], registry=REGISTRY)
-MIGRATION_DURATION = Histogram(
+MIGRATION_DURATION = series.Histogram(
     "authz_operator_migration_duration_seconds",
     "How long a migration Job ran (its start to its completion or failure).",
-    [*RESOURCE, "direction", "outcome"], registry=REGISTRY,
+    [*RESOURCE, "direction", "outcome"], REGISTRY,
     buckets=(1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0))
-ROLLBACKS = Counter(
+ROLLBACKS = series.Counter(
     "authz_operator_rollbacks_total",
     "Rollbacks finished: succeeded (serving the earlier revision) or failed (its "
     "down-migration failed).",
     [*RESOURCE, "outcome"], registry=REGISTRY)
-CONDITION = Gauge(
+CONDITION = series.Gauge(
     "authz_operator_condition",
     "1 for each condition's current status, 0 for its other statuses.",
     [*RESOURCE, "type", "status"], registry=REGISTRY)
@@ -190,29 +188,29 @@ def reconciled(namespace: str, name: str, handler: str, seconds: float, writes: 
                old_status: Mapping[str, Any], new_status: Mapping[str, Any],
                jobs: Mapping[str, Mapping[str, Any]], events: Sequence[str]) -> None:
     """A reconcile finished and its writes were sent."""
-    RECONCILES.labels(namespace, name, handler, "ok").inc()
-    RECONCILE_DURATION.labels(namespace, name).observe(seconds)
-    WRITES.labels(namespace, name).inc(writes)
+    RECONCILES.inc((namespace, name, handler, "ok"))
+    RECONCILE_DURATION.observe((namespace, name), seconds)
+    WRITES.inc((namespace, name), writes)
     for (type_, status), value in condition_values(new_status.get("conditions")).items():
-        CONDITION.labels(namespace, name, type_, status).set(value)
+        CONDITION.set((namespace, name, type_, status), value)
     migration = finished_migration(old_status, new_status, jobs)
     if migration is not None and _seen.first_time(migration.uid):
         labels = (namespace, name, migration.direction, migration.outcome)
-        MIGRATIONS.labels(*labels).inc()
+        MIGRATIONS.inc(labels)
         if migration.seconds is not None:
-            MIGRATION_DURATION.labels(*labels).observe(migration.seconds)
+            MIGRATION_DURATION.observe(labels, migration.seconds)
     rollback = finished_rollback(events, migration)
     if rollback is not None:
-        ROLLBACKS.labels(namespace, name, rollback).inc()
+        ROLLBACKS.inc((namespace, name, rollback))
 
 
 def reconcile_failed(namespace: str, name: str, handler: str, seconds: float) -> None:
-    RECONCILES.labels(namespace, name, handler, "error").inc()
-    RECONCILE_DURATION.labels(namespace, name).observe(seconds)
+    RECONCILES.inc((namespace, name, handler, "error"))
+    RECONCILE_DURATION.observe((namespace, name), seconds)
 
 
 def coalesced(namespace: str, name: str, handler: str) -> None:
-    COALESCED.labels(namespace, name, handler).inc()
+    COALESCED.inc((namespace, name, handler))
 
 
 def forget(namespace: str, name: str) -> None:
@@ -227,7 +225,7 @@ def counting_errors(handler: str) -> Iterator[None]:
     try:
         yield
     except Exception:
-        HANDLER_ERRORS.labels(handler).inc()
+        HANDLER_ERRORS.inc((handler,))
         raise
 
 

@@ -192,7 +192,7 @@ def test_the_documented_metrics_are_the_ones_defined() -> None:
     for row in re.finditer(r"^\| `(authz_operator_\w+)` \| \w+ \| ([^|]*) \|", table, re.M):
         documented[row[1]] = set(re.findall(r"\b(namespace|name|[a-z]+)\b(?![`)])",
                                             re.sub(r"\([^)]*\)", "", row[2])))
-    defined = {m._name + ("_total" if m._type == "counter" else ""): set(m._labelnames)
+    defined = {m.name + ("_total" if m.kind == "counter" else ""): set(m.labelnames)
                for m in (*metrics.PER_RESOURCE, metrics.HANDLER_ERRORS)}
     assert documented == defined
 
