@@ -20,6 +20,7 @@ import kopf
 
 from authz_operator import indexes, kinds, metrics
 from authz_operator.cache import WatchCache, values
+from authz_operator.diffbase import LeanDiffBaseStorage
 from authz_operator.kube import Kube, KubeError
 from authz_operator.labels import KOPF_ANNOTATION_PREFIX, MANAGED, MANAGED_SELECTOR
 from authz_operator.main import CLUSTER_PEERING_ENV
@@ -45,8 +46,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
     # kopf's own bookkeeping goes to annotations under our prefix: status has one writer (us).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=KOPF_ANNOTATION_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=KOPF_ANNOTATION_PREFIX, key="last-handled-configuration")
+    settings.persistence.diffbase_storage = LeanDiffBaseStorage(   # kopf's, without copying
+        prefix=KOPF_ANNOTATION_PREFIX, key="last-handled-configuration")   # the status
     settings.persistence.finalizer = f"{KOPF_ANNOTATION_PREFIX}/finalizer"
     # We post our own events with searchable reasons; kopf posts only real problems.
     settings.posting.level = logging.WARNING

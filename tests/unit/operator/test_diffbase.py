@@ -1,0 +1,82 @@
+"""The lean diff-base storage builds kopf's own essence of a resource, without copying its
+status (diffbase.py)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, cast
+
+import kopf
+import pytest
+
+from authz_operator.diffbase import LeanDiffBaseStorage
+from authz_operator.labels import KOPF_ANNOTATION_PREFIX
+
+KEY = "last-handled-configuration"
+
+
+def body() -> dict[str, Any]:
+    """An AuthorizationService as the API server sends it after a few reconciles."""
+    return {
+        "apiVersion": "rwadurian.io/v1alpha1", "kind": "AuthorizationService",
+        "metadata": {
+            "name": "svc", "namespace": "team", "uid": "u-1", "resourceVersion": "42",
+            "generation": 3, "creationTimestamp": "2026-12-01T00:00:00Z",
+            "labels": {"team": "a"},
+            "annotations": {
+                "note": "kept",
+                "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                f"{KOPF_ANNOTATION_PREFIX}/{KEY}": '{"spec":{"image":"old"}}\n',
+                f"{KOPF_ANNOTATION_PREFIX}/reconcile": '{"started":"x"}',
+            },
+            "finalizers": [f"{KOPF_ANNOTATION_PREFIX}/finalizer"],
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+        },
+        "spec": {"image": "registry.example/authz:1.4.0", "replicas": 2,
+                 "env": [{"name": "A", "value": "1"}], "config": {"logLevel": "info"}},
+        "status": {"phase": "Ready", "revisions": [{"revision": i} for i in range(10)],
+                   "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+def as_body(raw: dict[str, Any]) -> kopf.Body:
+    return kopf.Body(cast(kopf.RawBody, raw))
+
+
+def storages() -> tuple[kopf.AnnotationsDiffBaseStorage, LeanDiffBaseStorage]:
+    return (kopf.AnnotationsDiffBaseStorage(prefix=KOPF_ANNOTATION_PREFIX, key=KEY),
+            LeanDiffBaseStorage(prefix=KOPF_ANNOTATION_PREFIX, key=KEY))
+
+
+@pytest.mark.parametrize("change", [
+    lambda b: None,
+    lambda b: b["metadata"].pop("annotations"),
+    lambda b: b["metadata"].pop("labels"),
+    lambda b: b.pop("status"),
+    lambda b: b.update(data={"x": [1, {"y": None}]}),   # any top-level field is essence
+])
+def test_the_essence_is_kopfs(change: Any) -> None:
+    raw = body()
+    change(raw)
+    kopfs, lean = storages()
+    expected = kopfs.build(body=as_body(copy.deepcopy(raw)))
+    assert lean.build(body=as_body(raw)) == expected
+    assert "status" not in expected
+
+
+def test_the_essence_is_a_copy_the_body_does_not_change_later() -> None:
+    raw = body()
+    essence: Any = storages()[1].build(body=as_body(raw))
+    raw["spec"]["env"][0]["value"] = "2"
+    raw["metadata"]["labels"]["team"] = "b"
+    assert essence["spec"]["env"][0]["value"] == "1"
+    assert essence["metadata"]["labels"] == {"team": "a"}
+
+
+def test_extra_fields_are_read_from_the_whole_body() -> None:
+    raw = body()
+    kopfs, lean = storages()
+    fields = ["status.phase"]
+    assert lean.build(body=as_body(raw), extra_fields=fields) == \
+        kopfs.build(body=as_body(raw), extra_fields=fields)
+    assert lean.build(body=as_body(raw), extra_fields=fields)["status"] == {"phase": "Ready"}
