@@ -12,15 +12,37 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from authz_operator.spec import Spec
 
 Obj = dict[str, Any]
 
 
+def canonical_json(value: Any) -> bytes:
+    """`value` as compact JSON with sorted keys, non-ASCII escaped: the bytes the hashes have
+    always been taken of (`json.dumps(value, sort_keys=True, separators=(",", ":"))`).
+
+    orjson writes the same bytes for ASCII text, integers, booleans and null, 30 times
+    faster (a Deployment: 110 -> 4 us); every reconcile hashes each desired child, a
+    twentieth of the operator's CPU time at 1,000 resources (issue 11). What orjson writes
+    differently takes the json module's path, so a hash recorded before (a revision's key, a
+    child's desired-hash) stays the same: text orjson leaves unescaped (UTF-8, DEL) and
+    what it refuses (keys that are not text). Floats, whose exponents the two write
+    differently, never occur: the CRD has no number fields and the builders write integers
+    (tests/unit/operator/test_podconfig.py)."""
+    try:
+        raw = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:   # orjson.JSONEncodeError
+        raw = b"\x80"
+    if raw.isascii() and b"\x7f" not in raw:
+        return raw
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
 def content_hash(value: Any) -> str:
     """A short, stable hash of any JSON-able value."""
-    raw = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(raw).hexdigest()[:16]
+    return hashlib.sha256(canonical_json(value)).hexdigest()[:16]
 
 
 def secrets_hash(versions: Mapping[str, str]) -> str:
