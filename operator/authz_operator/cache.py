@@ -295,6 +295,20 @@ class WatchCache:
             if gone is not None and (uid is None or gone.uid == uid):
                 del self._gone[key]
 
+    def seen(self, kind: str, namespace: str, name: str, resource_version: Any) -> None:
+        """The watch delivered this version of the object (its index has it now): a copy we
+        wrote that is not newer is dropped at once, not when a later read finds it stale or
+        after `ttl`. At 1,000 resources the last write of each child and status would
+        otherwise stay in memory beside the index's copy (issue 11)."""
+        seen = trim.resource_version({"metadata": {"resourceVersion": resource_version}})
+        with self._lock:
+            written = self._written.get((kind, namespace, name))
+            if written is None:
+                return
+            mine = trim.resource_version(written.obj)
+            if seen is None or mine is None or seen >= mine:
+                del self._written[(kind, namespace, name)]
+
     def hide(self, kind: str, namespace: str, name: str, gone: Gone) -> None:
         """A LIST at version `gone.upto` did not have the object (`resync`)."""
         with self._lock:

@@ -197,15 +197,26 @@ async def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo,
         owner = (body.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/instance")
     if type is None:   # noticed by a listing: the operator's start, or a watch listing again
         _noticed(memo, str(resource.kind))
-    if type == "DELETED" and namespace:
-        reads = _reconciler(memo).reads
-        if isinstance(reads, WatchCache):   # the index has dropped it: drop our copy too
-            meta = body.get("metadata", {})
-            reads.forget(str(resource.kind), namespace, str(meta.get("name")), meta.get("uid"))
+    if namespace:
+        _watched(memo, type, str(resource.kind), namespace, body)
     wakeups = memo.get("wakeups")
     if owner and namespace and isinstance(wakeups, Wakeups):
         wakeups.wake(namespace, owner, f"{body.get('kind')} event",
                      child_handler(resource.plural))
+
+
+def _watched(memo: kopf.Memo, type: str | None, kind: str, namespace: str,
+             body: Mapping[str, Any]) -> None:
+    """The watch delivered `body` (kopf updated the indexes first): the cache drops its own
+    copy of a deleted object, or a written copy this version covers."""
+    reads = _reconciler(memo).reads
+    if not isinstance(reads, WatchCache):
+        return
+    meta = body.get("metadata", {})
+    if type == "DELETED":   # the index has dropped it: drop our copy too
+        reads.forget(kind, namespace, str(meta.get("name")), meta.get("uid"))
+    else:
+        reads.seen(kind, namespace, str(meta.get("name")), meta.get("resourceVersion"))
 
 
 def _noticed(memo: kopf.Memo, kind: str) -> None:
@@ -239,14 +250,18 @@ kopf.on.event(kinds.REPLICA_SET.group, kinds.REPLICA_SET.version, kinds.REPLICA_
 
 @kopf.on.event(*CR, id=GONE)
 async def resource_gone(type: str | None, namespace: str | None, name: str, memo: kopf.Memo,
-                        **_: Any) -> None:
+                        body: kopf.Body, **_: Any) -> None:
     """Without a finalizer there is no delete handler: a DELETED watch event drops the
-    resource's metric series and its reconcile lock. Async: it runs for every event of every
+    resource's metric series and its reconcile lock; every event lets the cache drop a
+    status it wrote that this version covers. Async: it runs for every event of every
     resource, and kopf handles an object's events one after the other; in a thread it would
-    queue behind the reconciles for one (issue 11). Both calls only take a lock briefly."""
-    if type == "DELETED" and namespace is not None:
+    queue behind the reconciles for one (issue 11). The calls only take a lock briefly."""
+    if namespace is None:
+        return
+    if type == "DELETED":
         metrics.forget(namespace, name)
         _reconciler(memo).forget(namespace, name)
+    _watched(memo, type, KIND, namespace, body)
 
 
 # kopf's success line (kopf/_core/actions/execution.py) of each event handler above

@@ -333,3 +333,21 @@ def test_a_resource_the_index_lacks_is_asked_for_and_our_old_write_never_revives
     assert c.resource("ns", "gone") is None
     assert api.gets == [("AuthorizationService", "new"), ("AuthorizationService", "gone")]
     assert c.pending() == (0, 0)
+
+
+def test_a_written_copy_goes_as_soon_as_the_watch_delivers_its_version() -> None:
+    """Not left beside the index's copy until a read or the ttl (memory at 1,000)."""
+    index: dict[Any, list[Any]] = {(NS, "a"): [obj("ConfigMap", "a", 5)]}
+    c = cache({"ConfigMap": index})
+    c.wrote(obj("ConfigMap", "a", 7))
+    c.seen("ConfigMap", NS, "a", "6")          # someone's change before ours
+    assert c.pending() == (1, 0)
+    assert rv(c.child("ConfigMap", NS, "a", False)) == "7"
+    index[(NS, "a")] = [obj("ConfigMap", "a", 7)]
+    c.seen("ConfigMap", NS, "a", "7")
+    assert c.pending() == (0, 0)
+    assert rv(c.child("ConfigMap", NS, "a", False)) == "7"
+    c.seen("ConfigMap", NS, "b", "1")          # nothing written: nothing to do
+    c.wrote(obj("ConfigMap", "a", 9))
+    c.seen("ConfigMap", NS, "a", "not-a-number")   # not comparable: the watch is trusted
+    assert c.pending() == (0, 0)
