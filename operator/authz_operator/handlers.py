@@ -38,7 +38,6 @@ RETRIES = 3
 # Handler ids: kopf's, and the `handler` label of authz_operator_reconciles_total and
 # authz_operator_handler_errors_total.
 RECONCILE, SECRET_CHANGED, GONE = "reconcile", "secret_changed", "resource_gone"
-IDLE_WORKER_SECONDS = 1.0   # kopf's per-object worker exits after this long without events
 RESYNC = "resync"   # not a kopf handler: resync.py wakes a resource whose child was deleted
 
 
@@ -74,12 +73,6 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
     # the watch lagged more than kopf's 5 s: 85% of resources were "created" twice, each a
     # reconcile and a patch more (issue 11). A newer event ends the wait at once.
     settings.persistence.consistency_timeout = 60
-    # kopf keeps a worker per object for this long after its last event, and the worker
-    # keeps that event's whole body (kopf/_core/reactor/queueing.py): during a burst, the
-    # bodies of every object touched in the last 5 s (kopf's default). At 1,000 resources
-    # that transient memory set the operator's peak RSS (issue 11); a worker made again for
-    # a later event costs a task, far less than the event's processing.
-    settings.queueing.idle_timeout = IDLE_WORKER_SECONDS
     if os.environ.get(CLUSTER_PEERING_ENV) == "1" and not settings.peering.standalone:
         # kopf picks namespaced peering for any --namespace; a pattern spans the cluster.
         settings.peering.clusterwide = True

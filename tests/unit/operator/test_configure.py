@@ -67,13 +67,3 @@ def test_kopf_watches_only_our_objects_of_the_kinds_we_make(
     # a team's Secret carries no label of ours; every resource is served
     assert selectors.collect(resource(kinds.SECRET)) == []
     assert selectors.collect(resource(kinds.RESOURCE)) == []
-
-
-def test_idle_per_object_workers_end_sooner_than_kopfs_default(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each idle worker holds its object's last event whole (issue 11: the peak RSS)."""
-    settings = configured(monkeypatch)
-    assert settings.queueing.idle_timeout == handlers.IDLE_WORKER_SECONDS
-    assert kopf.OperatorSettings().queueing.idle_timeout > handlers.IDLE_WORKER_SECONDS
-    # the consistency wait after kopf's own patch still holds a worker as long as it needs
-    assert settings.persistence.consistency_timeout > settings.queueing.idle_timeout
