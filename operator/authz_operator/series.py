@@ -17,6 +17,7 @@ import bisect
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import (
@@ -40,6 +41,7 @@ class _Family(Collector):
         self.name, self.documentation = name, documentation
         self.labelnames = tuple(labelnames)
         self._lock = threading.Lock()
+        self._values: dict[Labels, Any] = {}   # a float, or a histogram's list
         self._created: dict[Labels, float] = {}
         registry.register(self)
 
@@ -49,16 +51,12 @@ class _Family(Collector):
                              f"{len(self.labelnames)} labels {self.labelnames}")
         return tuple(str(v) for v in values)
 
-    def _series(self) -> dict[Labels, object]:
-        raise NotImplementedError
-
     def remove_by_labels(self, match: Mapping[str, str]) -> None:
         """Drop every series whose labels include `match`."""
         at = [(self.labelnames.index(k), v) for k, v in match.items()]
         with self._lock:
-            series = self._series()
-            for key in [k for k in series if all(k[i] == v for i, v in at)]:
-                del series[key]
+            for key in [k for k in self._values if all(k[i] == v for i, v in at)]:
+                del self._values[key]
                 self._created.pop(key, None)
 
     def _created_at(self, key: Labels) -> None:
@@ -72,10 +70,6 @@ class Counter(_Family):
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
                  registry: CollectorRegistry) -> None:
         super().__init__(name.removesuffix("_total"), documentation, labelnames, registry)
-        self._values: dict[Labels, float] = {}
-
-    def _series(self) -> dict[Labels, object]:
-        return self._values   # type: ignore[return-value]
 
     def inc(self, labels: Labels, amount: float = 1.0) -> None:
         if amount < 0:
@@ -95,14 +89,6 @@ class Counter(_Family):
 
 class Gauge(_Family):
     kind = "gauge"
-
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
-                 registry: CollectorRegistry) -> None:
-        super().__init__(name, documentation, labelnames, registry)
-        self._values: dict[Labels, float] = {}
-
-    def _series(self) -> dict[Labels, object]:
-        return self._values   # type: ignore[return-value]
 
     def set(self, labels: Labels, value: float) -> None:
         key = self._labels(labels)
@@ -129,10 +115,6 @@ class Histogram(_Family):
         # the `le` label as prometheus_client writes it (its helper is untyped)
         self._le = [str(floatToGoString(b))  # type: ignore[no-untyped-call]
                     for b in [*self.bounds, float("inf")]]
-        self._values: dict[Labels, list[float]] = {}
-
-    def _series(self) -> dict[Labels, object]:
-        return self._values   # type: ignore[return-value]
 
     def observe(self, labels: Labels, value: float) -> None:
         key = self._labels(labels)
