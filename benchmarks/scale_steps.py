@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from authz_operator import resources
+from authz_operator.labels import MANAGED_SELECTOR
 from authz_operator.spec import API_VERSION, PLURAL
 from benchmarks import audit
 from benchmarks.scale_cluster import ScaleCluster
@@ -59,7 +60,7 @@ class Bench(ScaleCluster):
                     for o in rendered_children(key, self.spec, versions[key[0]])]
         n_jobs = sum(1 for o in children if o["kind"] == "Job")
         inside = set(namespaces).__contains__
-        selector = f"app.kubernetes.io/managed-by={resources.MANAGED_BY}"
+        selector = MANAGED_SELECTOR
         with Tracker(self.st.kubeconfig, "/apis/apps/v1/deployments", inside,
                      deployment_ready, selector) as deps, \
                 Tracker(self.st.kubeconfig, "/apis/batch/v1/jobs", inside, job_ready,
@@ -84,7 +85,7 @@ class Bench(ScaleCluster):
         self.make_namespaces(namespaces)
         inside = set(namespaces).__contains__
         path = f"/apis/{API_VERSION}/{PLURAL}"
-        selector = f"app.kubernetes.io/managed-by={resources.MANAGED_BY}"
+        selector = MANAGED_SELECTOR
         log = self.work / f"operator-n{n}.log"
         heap = self.work / f"heap-{n}.txt" if self.heap else None
         try:

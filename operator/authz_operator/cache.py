@@ -55,7 +55,7 @@ from typing import Any, Protocol
 from authz_operator import resources as r
 from authz_operator import trim
 from authz_operator.kube import Kube
-from authz_operator.labels import LABEL_INSTANCE
+from authz_operator.labels import LABEL_INSTANCE, MANAGED
 from authz_operator.lifecycle.model import SecretView
 from authz_operator.spec import KIND
 
@@ -92,7 +92,7 @@ def _selector(labels: Mapping[str, str]) -> str:
 
 
 def job_labels(owner: str) -> dict[str, str]:
-    return {LABEL_INSTANCE: owner, "app.kubernetes.io/managed-by": r.MANAGED_BY}
+    return {LABEL_INSTANCE: owner, **MANAGED}
 
 
 class ApiReads:

@@ -39,7 +39,7 @@ INDEX_IDS: dict[str, str] = {
     for k in (kinds.RESOURCE, *(c.kind for c in kinds.CHILDREN), kinds.JOB, kinds.POD,
               kinds.REPLICA_SET, kinds.SECRET)}
 # The serving selector's labels but the instance (the index's key), and ours.
-SERVING_LABELS = {"app.kubernetes.io/managed-by": r.MANAGED_BY, LABEL_NAME: r.APP_NAME,
+SERVING_LABELS = {**MANAGED, LABEL_NAME: r.APP_NAME,
                   r.LABEL_COMPONENT: str(r.Component.SERVER)}
 
 
@@ -77,7 +77,7 @@ def pod_entry(body: Mapping[str, Any]) -> dict[IndexKey, Any]:
 def replica_set_entry(body: Mapping[str, Any]) -> dict[IndexKey, Any]:
     namespace, _, labels = _where(body)
     instance = labels.get(LABEL_INSTANCE)
-    if not instance or labels.get("app.kubernetes.io/managed-by") != r.MANAGED_BY \
+    if not instance or not MANAGED.items() <= dict(labels).items() \
             or not trim.orphaned(body):
         return {}
     return {(namespace, instance): trim.replica_set(body)}

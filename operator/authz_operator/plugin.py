@@ -24,6 +24,7 @@ from typing import Any
 
 from authz_operator import kinds
 from authz_operator import resources as r
+from authz_operator.labels import MANAGED
 from authz_operator.spec import KIND
 from authz_operator.status import Outcome
 from authz_operator.workload import JobState, Replicas, job_endings, job_state
@@ -268,8 +269,7 @@ class Client:
         out = [Child(c.kind, c.name, (o.obj if (o := self.get(c.kind, c.name)) else None))
                for c in out]
         jobs = self.kinds["Job"].objects(self.api, namespace=self.namespace).filter(
-            selector={"app.kubernetes.io/instance": name,
-                      "app.kubernetes.io/managed-by": r.MANAGED_BY})
+            selector={"app.kubernetes.io/instance": name, **MANAGED})
         out += [Child("Job", j.name, j.obj) for j in sorted(jobs, key=lambda j: j.name)]
         # optional children that are absent on purpose are not news
         return [c for c in out if c.obj is not None or c.kind not in kinds.OPTIONAL_KINDS]
