@@ -129,13 +129,14 @@ class ApiReads:
 
 
 def values(index: Index | None, key: Any) -> list[Any]:
-    """A copy of the values an index holds under `key` (module docstring, point 5)."""
+    """A copy of the values an index holds under `key` (module docstring, point 5), unpacked
+    (`trim.pack`): each read is a copy of its own."""
     if index is None:
         return []
     for _ in range(COPY_ATTEMPTS):
         try:
             store = index.get(key)
-            return list(store) if store is not None else []
+            return [trim.unpack(v) for v in list(store)] if store is not None else []
         except RuntimeError:   # the store changed size while being copied
             continue
     return []

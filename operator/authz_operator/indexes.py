@@ -1,6 +1,7 @@
 """kopf indexes: what `cache.WatchCache` reads, kept by the watches kopf runs anyway.
 
-One index per kind, each value trimmed (`trim.py`); keys:
+One index per kind, each value trimmed and packed (`trim.pack`; `cache.values` unpacks it);
+keys:
 - an AuthorizationService: (namespace, name), every one kopf serves (a reconcile reads its
   resource here, not by a GET each time);
 - a child (`kinds.CHILDREN`): (namespace, name), for children an AuthorizationService
@@ -50,20 +51,20 @@ def _where(body: Mapping[str, Any]) -> tuple[str, str, Mapping[str, str]]:
 
 def resource_entry(body: Mapping[str, Any]) -> dict[IndexKey, Any]:
     namespace, name, _ = _where(body)
-    return {(namespace, name): trim.resource(body)}
+    return {(namespace, name): trim.pack(trim.resource(body))}
 
 
 def child_entry(body: Mapping[str, Any]) -> dict[IndexKey, Any]:
     namespace, name, _ = _where(body)
     if trim.controller_owner(body) is None:
         return {}
-    return {(namespace, name): trim.child(body)}
+    return {(namespace, name): trim.pack(trim.child(body))}
 
 
 def job_entry(body: Mapping[str, Any]) -> dict[IndexKey, Any]:
     namespace, _, _ = _where(body)
     owner = trim.controller_owner(body)
-    return {} if owner is None else {(namespace, owner): trim.job(body)}
+    return {} if owner is None else {(namespace, owner): trim.pack(trim.job(body))}
 
 
 def pod_entry(body: Mapping[str, Any]) -> dict[IndexKey, Any]:
@@ -71,7 +72,7 @@ def pod_entry(body: Mapping[str, Any]) -> dict[IndexKey, Any]:
     instance = labels.get(LABEL_INSTANCE)
     if not instance or not SERVING_LABELS.items() <= dict(labels).items():
         return {}
-    return {(namespace, instance): trim.pod(body)}
+    return {(namespace, instance): trim.pack(trim.pod(body))}
 
 
 def replica_set_entry(body: Mapping[str, Any]) -> dict[IndexKey, Any]:
@@ -80,7 +81,7 @@ def replica_set_entry(body: Mapping[str, Any]) -> dict[IndexKey, Any]:
     if not instance or not MANAGED.items() <= dict(labels).items() \
             or not trim.orphaned(body):
         return {}
-    return {(namespace, instance): trim.replica_set(body)}
+    return {(namespace, instance): trim.pack(trim.replica_set(body))}
 
 
 def secret_entry(body: Mapping[str, Any]) -> dict[IndexKey, Any]:

@@ -31,9 +31,11 @@ Job pod templates and pod specs that no reconcile reads. Who reads what:
 
 from __future__ import annotations
 
-import sys
+import copy
 from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 from authz_operator import kinds
 from authz_operator.labels import KOPF_ANNOTATION_PREFIX
@@ -51,29 +53,9 @@ JOB_CONDITION_KEPT = (*CONDITION_KEPT, "lastTransitionTime")
 CHILD_KINDS = frozenset(c.kind.kind for c in kinds.CHILDREN)
 
 
-# Strings up to this long are interned when copied: the cache's thousands of objects repeat
-# the same keys, labels, images, env names and owner references, and every watch event
-# parses each into a string of its own. Sharing them halves the cache's memory (issue 11:
-# 65 -> 37 KiB per resource's children; tests/unit/operator/test_trim.py). A string
-# that occurs once costs an entry in the interpreter's table until it is freed.
-INTERNED_UP_TO = 256
-
-
-def _copy(value: Any) -> Any:
-    """A plain copy of JSON data (nothing in the cache shares a dict with kopf's body), its
-    keys and short strings interned."""
-    if isinstance(value, str):
-        return sys.intern(str(value)) if len(value) <= INTERNED_UP_TO else value
-    if isinstance(value, Mapping):
-        return {sys.intern(str(k)): _copy(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_copy(v) for v in value]
-    return value
-
-
 def _pick(obj: Mapping[str, Any] | None, keys: tuple[str, ...]) -> Obj:
     obj = obj or {}
-    return {k: _copy(obj[k]) for k in keys if k in obj}
+    return {k: obj[k] for k in keys if k in obj}
 
 
 def metadata(obj: Mapping[str, Any]) -> Obj:
@@ -86,7 +68,7 @@ def _conditions(status: Mapping[str, Any], keys: tuple[str, ...]) -> list[Obj]:
 
 def child(obj: Mapping[str, Any]) -> Obj:
     """A child as `diff.change` and the lifecycle read it."""
-    out: Obj = {sys.intern(k): _copy(v) for k, v in obj.items()
+    out: Obj = {k: v for k, v in obj.items()
                 if k not in ("metadata", "status")}
     out["metadata"] = metadata(obj)
     status = obj.get("status") or {}
@@ -145,7 +127,7 @@ def secret_view(obj: Mapping[str, Any]) -> SecretView:
 
 def resource(obj: Mapping[str, Any]) -> Obj:
     """The AuthorizationService as a reconcile reads it."""
-    out: Obj = {k: _copy(obj[k]) for k in ("apiVersion", "kind", "spec", "status") if k in obj}
+    out: Obj = {k: obj[k] for k in ("apiVersion", "kind", "spec", "status") if k in obj}
     meta = metadata(obj)
     kopfs = f"{KOPF_ANNOTATION_PREFIX}/"
     if "annotations" in meta:
@@ -160,8 +142,39 @@ TRIMS = {"Job": job, "Pod": pod, "ReplicaSet": replica_set, KIND: resource,
 
 
 def trimmed(obj: Mapping[str, Any]) -> Obj:
-    """`obj` as the cache keeps it, by its kind."""
+    """What the cache keeps of `obj`, by its kind. It shares its values with `obj`: `pack`
+    it to keep it beside a body someone else holds."""
     return TRIMS[str(obj.get("kind"))](obj)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):    # kopf's views of a body
+        return dict(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def pack(obj: Obj) -> bytes | Obj:
+    """A trimmed object as the indexes keep it: its JSON in one block of bytes.
+
+    At 1,000 resources the cache held some 8,000 trimmed objects as dicts: millions of small
+    objects, written one event at a time among the short-lived ones each watch event is
+    parsed into, so the freed memory around them could not go back to the system
+    (issue 11). One block per object is a third of their size and lives outside Python's
+    small-object arenas; a read (`unpack`) is a few microseconds, and a fresh copy that no
+    other reader shares. What orjson cannot write exactly (an integer beyond 64 bits) is
+    kept as a copy of the dict."""
+    try:
+        written = orjson.dumps(obj, default=_plain)
+    except TypeError:
+        return copy.deepcopy(obj)
+    # orjson's bytes keep the whole buffer it wrote into (8 KiB for a 600-byte object):
+    # a copy holds only the text.
+    return bytes(memoryview(written))
+
+
+def unpack(kept: Any) -> Any:
+    """What `pack` kept, as the trimmed object (anything not packed as it is)."""
+    return orjson.loads(kept) if isinstance(kept, bytes) else kept
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ from __future__ import annotations
 import copy
 import datetime
 import json
-from collections.abc import Iterator
+import sys
+import tracemalloc
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -189,27 +191,52 @@ def test_the_trimmed_deployment_is_a_fraction_of_the_served_one() -> None:
     assert len(json.dumps(kept)) < 0.6 * len(json.dumps(full))
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield k
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-    elif isinstance(value, str):
-        yield value
+def test_a_packed_object_reads_back_as_trimmed_and_each_read_is_a_copy_of_its_own() -> None:
+    """The indexes keep each trimmed object as one block of JSON (`trim.pack`)."""
+    for case, desired in CHILDREN:
+        full = served(desired)
+        before = copy.deepcopy(full)
+        kept = trim.pack(trim.trimmed(full))
+        assert full == before, case                   # trimming shares, never changes
+        assert isinstance(kept, bytes), case
+        first, second = trim.unpack(kept), trim.unpack(kept)
+        assert first == second == trim.trimmed(full), case
+        first["metadata"]["labels"]["x"] = "changed by a reader"
+        assert trim.unpack(kept) == second, case
 
 
-def test_two_trimmed_copies_share_their_keys_and_short_strings() -> None:
-    """Each watch event is parsed into strings of its own: the cache keeps one of each."""
+def test_a_packed_object_holds_only_its_text() -> None:
+    """orjson's own bytes would keep the whole buffer it wrote into (8 KiB and more)."""
     [desired] = [o for c, o in CHILDREN if c == "seed: Deployment"]
-    text = json.dumps(served(desired))
-    first, second = trim.child(json.loads(text)), trim.child(json.loads(text))
-    pairs = list(zip(_strings(first), _strings(second), strict=True))
-    assert len(pairs) > 50
-    assert all(a is b for a, b in pairs if len(a) <= trim.INTERNED_UP_TO)
-    assert first == second
+    kept = trim.pack(trim.child(served(desired)))
+    assert isinstance(kept, bytes)
+    assert sys.getsizeof(kept) < len(kept) + 64
+
+
+def test_the_packed_children_are_a_third_of_the_trimmed_dicts() -> None:
+    """Measured (tracemalloc): the seed's children parsed from JSON as a watch event is, as
+    dicts and as packed bytes (issue 11)."""
+    texts = [json.dumps(served(o)) for c, o in CHILDREN if c.startswith("seed:")]
+
+    def held(keep: Callable[[Obj], Any]) -> int:
+        tracemalloc.start()
+        try:
+            kept = [[keep(trim.trimmed(json.loads(t))) for t in texts] for _ in range(20)]
+            size = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        assert len(kept) == 20
+        return size
+
+    assert held(trim.pack) < held(lambda o: o) / 3
+
+
+def test_what_orjson_cannot_write_exactly_is_kept_as_a_copy() -> None:
+    obj = {"kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"n": 2**70}}
+    kept = trim.pack(obj)
+    assert kept == obj
+    assert kept is not obj
+    assert trim.unpack(kept) == obj
 
 
 def test_the_deployment_readers_agree_on_the_trimmed_deployment() -> None:
