@@ -8,8 +8,7 @@ Extra defaults on top of `kopf run`:
   higher priority, and ALL operators when peers share a priority, so each replica gets a
   distinct random priority unless `--priority` or `--standalone` is given;
 - a heap report on SIGUSR2 when `AUTHZ_HEAP_REPORT` names a file (heapreport.py);
-- glibc's malloc kept small: two arenas, free pages handed back every 10 s (allocator.py);
-- Python's garbage collector walks the whole heap a tenth as often (collector.py).
+- glibc's malloc kept small: two arenas, free pages handed back every 10 s (allocator.py).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import secrets
 import sys
 from collections.abc import Mapping
 
-from authz_operator import allocator, collector, heapreport
+from authz_operator import allocator, heapreport
 
 PATTERN_CHARS = frozenset("*?!")
 
@@ -74,5 +73,4 @@ def main(argv: list[str] | None = None) -> int:
     heapreport.install(os.environ)
     allocator.limit_arenas(os.environ)
     allocator.start_trimming(os.environ)
-    collector.collect_less_often(os.environ)
     return int(kopf.cli.main(args, standalone_mode=False) or 0)
