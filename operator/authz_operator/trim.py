@@ -68,8 +68,7 @@ def _conditions(status: Mapping[str, Any], keys: tuple[str, ...]) -> list[Obj]:
 
 def child(obj: Mapping[str, Any]) -> Obj:
     """A child as `diff.change` and the lifecycle read it."""
-    out: Obj = {k: v for k, v in obj.items()
-                if k not in ("metadata", "status")}
+    out: Obj = {k: v for k, v in obj.items() if k not in ("metadata", "status")}
     out["metadata"] = metadata(obj)
     status = obj.get("status") or {}
     if obj.get("kind") == "Deployment" and status:
