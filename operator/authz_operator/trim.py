@@ -155,8 +155,8 @@ def _plain(value: Any) -> Any:
 def pack(obj: Obj) -> bytes | Obj:
     """A trimmed object as the indexes keep it: its JSON in one block of bytes.
 
-    At 1,000 resources the cache held some 8,000 trimmed objects as dicts: millions of small
-    objects, written one event at a time among the short-lived ones each watch event is
+    At 1,000 resources the cache held some 8,000 trimmed objects as dicts: about 100,000
+    small objects, written one event at a time among the short-lived ones each watch event is
     parsed into, so the freed memory around them could not go back to the system
     (issue 11). One block per object is a third of their size and lives outside Python's
     small-object arenas; a read (`unpack`) is a few microseconds, and a fresh copy that no

@@ -9,7 +9,7 @@ import datetime
 import json
 import tracemalloc
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import orjson
 import pytest
@@ -31,6 +31,7 @@ from authz_operator.workload import job_state, rollout_state
 from .samples import OWNER, spec_body
 
 Obj = dict[str, Any]
+T = TypeVar("T")
 SPECS = {
     "seed": spec_body(),
     "no autoscaling, no ingress": spec_body(autoscaling={"enabled": False}, replicas=3,
@@ -205,9 +206,9 @@ def test_a_packed_object_reads_back_as_trimmed_and_each_read_is_a_copy_of_its_ow
         assert trim.unpack(kept) == second, case
 
 
-def _allocated(make: Callable[[], bytes]) -> tuple[bytes, int]:
+def _allocated(make: Callable[[], T]) -> tuple[T, int]:
     """What `make` returns, and the memory it holds (tracemalloc: `sys.getsizeof` counts only
-    the bytes' length, not the block allocated for them)."""
+    a bytes object's length, not the block allocated for it)."""
     tracemalloc.start()
     try:
         made = make()
@@ -218,7 +219,7 @@ def _allocated(make: Callable[[], bytes]) -> tuple[bytes, int]:
 
 
 def test_a_packed_object_holds_only_its_text() -> None:
-    """orjson's own bytes would keep the whole buffer it wrote into (8 KiB and more)."""
+    """orjson's own bytes would keep the whole buffer it wrote into (several times the text)."""
     [desired] = [o for c, o in CHILDREN if c == "seed: ConfigMap"]
     trimmed = trim.child(served(desired))
     kept, size = _allocated(lambda: cast(bytes, trim.pack(trimmed)))
@@ -234,12 +235,8 @@ def test_the_packed_children_are_a_third_of_the_trimmed_dicts() -> None:
     texts = [json.dumps(served(o)) for c, o in CHILDREN if c.startswith("seed:")]
 
     def held(keep: Callable[[Obj], Any]) -> int:
-        tracemalloc.start()
-        try:
-            kept = [[keep(trim.trimmed(json.loads(t))) for t in texts] for _ in range(20)]
-            size = tracemalloc.get_traced_memory()[0]
-        finally:
-            tracemalloc.stop()
+        kept, size = _allocated(
+            lambda: [[keep(trim.trimmed(json.loads(t))) for t in texts] for _ in range(20)])
         assert len(kept) == 20
         return size
 
