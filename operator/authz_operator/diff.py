@@ -9,21 +9,34 @@ annotation, so removals are never missed.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from kubernetes.utils import quantity
-
 from authz_operator.resources import desired_hash
+
+# A Kubernetes quantity (apimachinery's resource.Quantity): a signed decimal number, then
+# a binary suffix (Ki..Ei), a decimal one (n, u, m, k, M..E) or a decimal exponent (e3).
+_QUANTITY = re.compile(r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
+                       r"(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?")
+_BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
+_DECIMAL = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 
 
 def parse_quantity(value: str) -> Decimal | None:
-    """A Kubernetes quantity as a number, or None when it is not one (the client's parser)."""
-    try:
-        return Decimal(quantity.parse_quantity(value))
-    except ValueError:
+    """A Kubernetes quantity as an exact number, or None when `value` is not one. Our own
+    parser: the official client's would bring its whole package into the operator's
+    memory for one function (issue 11)."""
+    match = _QUANTITY.fullmatch(value)
+    if match is None:
         return None
+    number, suffix = Decimal(match[1]), match[2] or ""
+    if suffix in _BINARY:
+        return number * Decimal(1024 ** _BINARY[suffix])
+    if suffix in _DECIMAL:
+        return number.scaleb(_DECIMAL[suffix])
+    return number.scaleb(int(suffix[1:])) if suffix else number
 
 
 def _empty(value: Any) -> bool:

@@ -13,7 +13,12 @@ from authz_operator.resources import ANN_DESIRED_HASH
     ("text", "value"),
     [("1", Decimal(1)), ("1000m", Decimal(1)), ("250m", Decimal("0.25")),
      ("1Gi", Decimal(2**30)), ("512Mi", Decimal(2**29)), ("1k", Decimal(1000)),
-     ("http", None), ("", None)],
+     ("http", None), ("", None), ("1e3", Decimal(1000)), ("2E-3", Decimal("0.002")),
+     ("1.5Gi", Decimal(3 * 2**29)), ("-1", Decimal(-1)), ("+.5", Decimal("0.5")),
+     ("5.", Decimal(5)), ("100n", Decimal("1E-7")), ("3u", Decimal("0.000003")),
+     ("2Ei", Decimal(2 * 2**60)), ("4P", Decimal(4 * 10**15)),
+     ("1ki", None), ("1K", None), ("1 Gi", None), ("Infinity", None), ("NaN", None),
+     ("1e", None), ("Gi", None), ("1Mi ", None)],
 )
 def test_parse_quantity(text: str, value: Decimal | None) -> None:
     assert parse_quantity(text) == value
