@@ -1,11 +1,12 @@
 """The only module that talks to the Kubernetes API server.
 
-Client choice: the official `kubernetes` client's ApiClient, used at the HTTP level (paths we
-build, JSON dicts in and out). It handles kubeconfig / in-cluster credentials and TLS, and
-lets us send server-side apply (`application/apply-patch+yaml`; JSON is YAML) for every kind
-through one code path with one field manager, without the typed models (which drop unknown
-fields and make "compare desired with live" lossy). kopf keeps its own client for watching.
-Every call here is synchronous; handlers run reconciles in a worker thread.
+Paths we build, JSON dicts in and out, over `apiclient.ApiClient` (urllib3 with the
+credentials of `credentials.load`). One code path sends server-side apply
+(`application/apply-patch+yaml`; JSON is YAML) for every kind with one field manager, and no
+typed models (which drop unknown fields and make "compare desired with live" lossy). The
+official client is not used: its modules alone cost the operator about 20 MiB (issue 11).
+kopf keeps its own client for watching. Every call here is synchronous; reconciles run in
+worker threads.
 """
 
 from __future__ import annotations
@@ -16,17 +17,27 @@ import json
 import os
 import secrets as _secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
-
+from authz_operator import credentials
 from authz_operator import resources as r
+from authz_operator.apiclient import ApiClient, ConnectionFailed
 from authz_operator.kinds import KINDS, Kind
 from authz_operator.lifecycle import SecretView
 from authz_operator.status import Event, timestamp
 
 Obj = dict[str, Any]
+
+
+class Transport(Protocol):
+    """What `Kube` sends through (`apiclient.ApiClient`; tests give a fake)."""
+
+    def send(self, method: str, path: str, query: list[tuple[str, str]],
+             body: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]: ...
+
+    def close(self) -> None: ...
+
+
 __all__ = ["KINDS", "Kind", "Kube", "KubeError"]
 
 
@@ -46,22 +57,15 @@ class KubeError(Exception):
 class Kube:
     """Synchronous, dict-based access to the API server with one field manager."""
 
-    def __init__(self, api_client: Any, field_manager: str = r.FIELD_MANAGER) -> None:
-        self.api = api_client
+    def __init__(self, api: Transport, field_manager: str = r.FIELD_MANAGER) -> None:
+        self.api = api
         self.field_manager = field_manager
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None) -> Kube:
-        """In-cluster credentials when running in a pod, else the kubeconfig."""
-        if kubeconfig is None:
-            try:
-                k8s_config.load_incluster_config()
-                return cls(k8s_client.ApiClient())
-            except k8s_config.ConfigException:
-                pass
-        # The client reads $KUBECONFIG once at import time; read it now instead.
-        path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
-        return cls(k8s_config.new_client_from_config(config_file=path))
+        """In-cluster credentials when running in a pod, else the kubeconfig
+        (`credentials.load`)."""
+        return cls(ApiClient(credentials.load(kubeconfig, os.environ)))
 
     def close(self) -> None:
         self.api.close()
@@ -71,22 +75,20 @@ class Kube:
     def _call(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
               body: Any = None, content_type: str = "application/json",
               accept: str = "application/json") -> Any:
-        headers = {"Accept": accept, "Content-Type": content_type}
-        m, url, hdrs, data, _ = self.api.param_serialize(
-            method=method, resource_path=path, query_params=query or [], header_params=headers,
-            body=body, auth_settings=["BearerToken"])
+        headers = {"Accept": accept}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = content_type
         try:
-            resp = self.api.call_api(m, url, header_params=hdrs, body=data, _request_timeout=30)
-        except k8s_client.ApiException as exc:  # connection errors surface as status 0
-            raise KubeError(method, path, int(exc.status or 0), str(exc.reason)) from exc
-        except OSError as exc:
+            status, raw = self.api.send(method, path, query or [], data, headers)
+        except ConnectionFailed as exc:   # no answer: status 0, transient
             raise KubeError(method, path, 0, str(exc)) from exc
-        raw = resp.read()
-        if resp.status >= 400:
+        if status >= 400:
             message = raw.decode(errors="replace")
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, AttributeError):
                 message = json.loads(raw).get("message", message)
-            raise KubeError(method, path, int(resp.status), message)
+            raise KubeError(method, path, status, message)
         return json.loads(raw) if raw else None
 
     # -- objects ---------------------------------------------------------------------------

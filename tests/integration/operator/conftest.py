@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from devenv import state as devstate
 
-# The kubernetes client (used by kopf's login and by the operator) reads $KUBECONFIG once, at
+# The client libraries kopf logs in through here (the tests import them) read $KUBECONFIG at
 # import: point it at the local cluster before anything imports it.
 if devstate.load().kubeconfig:
     os.environ["KUBECONFIG"] = devstate.load().kubeconfig

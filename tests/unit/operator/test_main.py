@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+from typing import Any
+
 import pytest
 
 from authz_operator.main import (
+    keep_out,
     kopf_args,
     spans_the_cluster,
     watched_namespaces,
@@ -46,3 +51,26 @@ def test_patterns_are_one_kopf_pattern_and_span_the_cluster(
     assert spans_the_cluster(args) is cluster
     assert spans_the_cluster(["run", "--namespace=!x-*"])
 
+
+
+def test_the_operator_runs_without_the_client_libraries_kopf_would_import() -> None:
+    """kopf, the handlers and every module they import, in a fresh interpreter with the
+    unused clients kept out as `main` does: nothing needs them (an import of one would fail
+    here), and none of their dependencies is loaded another way."""
+    code = (
+        "import sys\n"
+        "from authz_operator import main\n"
+        "main.keep_out(main.UNUSED_CLIENTS, sys.modules)\n"
+        "import kopf, kopf.cli, authz_operator.handlers\n"
+        "heavy = ('kubernetes', 'pykube', 'requests', 'pydantic', 'oauthlib')\n"
+        "print(sorted(m for m in heavy if sys.modules.get(m) is not None))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_keep_out_leaves_a_module_already_imported() -> None:
+    loaded: dict[str, Any] = {"kubernetes": sys}
+    keep_out(("kubernetes", "pykube"), loaded)
+    assert loaded == {"kubernetes": sys, "pykube": None}
