@@ -79,12 +79,12 @@ def kopf_args(argv: list[str], environ: dict[str, str] | None = None) -> list[st
 
 def main(argv: list[str] | None = None) -> int:
     """Run the operator; arguments are passed to `kopf run` after the module."""
+    keep_out(UNUSED_CLIENTS, sys.modules)   # before kopf is imported
     import kopf.cli
 
     args = kopf_args(list(sys.argv[1:] if argv is None else argv))
     if spans_the_cluster(args):
         os.environ[CLUSTER_PEERING_ENV] = "1"   # read by handlers.configure
-    keep_out(UNUSED_CLIENTS, sys.modules)   # before kopf is imported
     heapreport.install(os.environ)
     allocator.limit_arenas(os.environ)
     allocator.start_trimming(os.environ)
