@@ -91,13 +91,13 @@ class ApiClient:
              body: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
         """One request; the status and body whatever the status; ConnectionFailed when the
         API server did not answer."""
-        token = self.token.value()
-        if token:
-            headers = {**headers, "Authorization": f"Bearer {token}"}
         url = self.server + path
         if query:
             url += "?" + urlencode(query)
         try:
+            token = self.token.value()   # a token file that vanished: tried again later
+            if token:
+                headers = {**headers, "Authorization": f"Bearer {token}"}
             response = self.pool.request(method, url, body=body, headers=headers)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ConnectionFailed(str(exc)) from exc

@@ -103,6 +103,12 @@ def from_kubeconfig(doc: Any, where: str, base: Path) -> Credentials:
             raise CredentialsError(
                 f"{where}: users[{user_name}].user.{field}: not supported by the operator's "
                 "client; give it a token, tokenFile or client certificate")
+    has_cert = bool(user.get("client-certificate") or user.get("client-certificate-data"))
+    has_key = bool(user.get("client-key") or user.get("client-key-data"))
+    if has_cert != has_key:
+        missing = "client-key" if has_cert else "client-certificate"
+        raise CredentialsError(f"{where}: users[{user_name}].user.{missing}(-data): not set; "
+                               "a client certificate needs its key, and a key its certificate")
     server = cluster.get("server")
     if not server:
         raise CredentialsError(f"{where}: clusters[{cluster_name}].cluster.server: not set")

@@ -44,6 +44,13 @@ def test_the_current_contexts_cluster_and_user() -> None:
         token_file="/run/token", cert_file="/home/me/.kube/certs/me.crt", key_data=b"KEY")
 
 
+def test_a_vanished_token_file_is_no_answer_tried_again(tmp_path: Path) -> None:
+    client = apiclient.ApiClient(Credentials(server="https://127.0.0.1:1",
+                                             token_file=str(tmp_path / "gone")))
+    with pytest.raises(apiclient.ConnectionFailed, match="gone"):
+        client.send("GET", "/api", [], None, {})
+
+
 def test_data_fields_are_decoded() -> None:
     doc = kubeconfig({"client-certificate-data": _b64("CERT"), "client-key-data": _b64("K")},
                      **{"certificate-authority-data": _b64("PEM CA")})
@@ -64,8 +71,14 @@ def test_data_fields_are_decoded() -> None:
      "token, tokenFile or client certificate"),
     (lambda d: d["users"][0].update({"user": {"auth-provider": {"name": "gcp"}}}),
      "kubeconfig k: users[me].user.auth-provider: not supported"),
-    (lambda d: d["users"][0].update({"user": {"client-key-data": "not base64!"}}),
+    (lambda d: d["users"][0].update({"user": {"client-certificate": "c",
+                                              "client-key-data": "not base64!"}}),
      "kubeconfig k: users[me].user.client-key-data: not base64"),
+    (lambda d: d["users"][0].update({"user": {"client-certificate": "me.crt"}}),
+     "kubeconfig k: users[me].user.client-key(-data): not set; a client certificate needs "
+     "its key"),
+    (lambda d: d["users"][0].update({"user": {"client-key-data": _b64("K")}}),
+     "kubeconfig k: users[me].user.client-certificate(-data): not set"),
     (lambda d: d["clusters"][0].update({"cluster": "text"}),
      "kubeconfig k: clusters[local].cluster: expected a mapping"),
 ])
