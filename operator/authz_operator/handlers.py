@@ -38,7 +38,6 @@ RETRIES = 3
 # Handler ids: kopf's, and the `handler` label of authz_operator_reconciles_total and
 # authz_operator_handler_errors_total.
 RECONCILE, SECRET_CHANGED, GONE = "reconcile", "secret_changed", "resource_gone"
-IDLE_WORKER_SECONDS = 0.5
 RESYNC = "resync"   # not a kopf handler: resync.py wakes a resource whose child was deleted
 
 
@@ -74,12 +73,6 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
     # the watch lagged more than kopf's 5 s: 85% of resources were "created" twice, each a
     # reconcile and a patch more (issue 11). A newer event ends the wait at once.
     settings.persistence.consistency_timeout = 60
-    # kopf runs a worker per object while its events come, and keeps it this long after the
-    # last one (5 s by default), holding that last event's whole body (managedFields and
-    # all) in the worker's frame. At 1,000 resources, events arrive at hundreds per second:
-    # 5 s of them is thousands of bodies kept for nothing. A burst of one object's events
-    # still shares one worker; a later event starts a new one, which costs microseconds.
-    settings.queueing.idle_timeout = IDLE_WORKER_SECONDS
     if os.environ.get(CLUSTER_PEERING_ENV) == "1" and not settings.peering.standalone:
         # kopf picks namespaced peering for any --namespace; a pattern spans the cluster.
         settings.peering.clusterwide = True

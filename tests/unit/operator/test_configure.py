@@ -67,11 +67,3 @@ def test_kopf_watches_only_our_objects_of_the_kinds_we_make(
     # a team's Secret carries no label of ours; every resource is served
     assert selectors.collect(resource(kinds.SECRET)) == []
     assert selectors.collect(resource(kinds.RESOURCE)) == []
-
-
-def test_an_idle_objects_worker_ends_soon(monkeypatch: pytest.MonkeyPatch) -> None:
-    """kopf's default keeps each object's worker, and its last event's body, 5 s after the
-    event (issue 11: thousands of bodies at 1,000 resources)."""
-    default = kopf.OperatorSettings().queueing.idle_timeout
-    settings = configured(monkeypatch)
-    assert settings.queueing.idle_timeout == handlers.IDLE_WORKER_SECONDS < default
