@@ -81,10 +81,10 @@ class ApiClient:
                         creds.server)
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self.token = Token(creds)
+        # The context alone decides verification: urllib3 takes its verify_mode and, with
+        # check_hostname on, leaves the hostname to it.
         self.pool = urllib3.PoolManager(
-            num_pools=1, maxsize=POOL_SIZE, ssl_context=tls_context(creds),
-            cert_reqs=ssl.CERT_NONE if creds.insecure else ssl.CERT_REQUIRED,
-            assert_hostname=False if creds.insecure else None, retries=False,
+            num_pools=1, maxsize=POOL_SIZE, ssl_context=tls_context(creds), retries=False,
             timeout=TIMEOUT)
 
     def send(self, method: str, path: str, query: list[tuple[str, str]],

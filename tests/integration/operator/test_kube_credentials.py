@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from authz_operator import credentials
 from authz_operator.kube import Kube, KubeError
 from devenv import paths
 from tests.conftest import DevEnv
@@ -25,24 +26,19 @@ def _b64(path: Path) -> str:
 
 def _kubeconfig(devenv: DevEnv, tmp_path: Path, cluster: dict[str, Any],
                 user: dict[str, Any]) -> str:
-    """The environment's kubeconfig with its cluster's CA and its user replaced."""
-    doc = yaml.safe_load(Path(devenv.kubeconfig).read_text())
-    current = next(c["context"] for c in doc["contexts"] if c["name"] == doc["current-context"])
-    for item in doc["clusters"]:
-        if item["name"] == current["cluster"]:
-            server = item["cluster"]["server"]
-            item["cluster"] = {"server": server, **cluster}
-    for item in doc["users"]:
-        if item["name"] == current["user"]:
-            item["user"] = user
+    """A kubeconfig for the environment's API server with this CA setting and user."""
+    server = credentials.load(devenv.kubeconfig, {}).server
+    doc = {"current-context": "t",
+           "contexts": [{"name": "t", "context": {"cluster": "c", "user": "u"}}],
+           "clusters": [{"name": "c", "cluster": {"server": server, **cluster}}],
+           "users": [{"name": "u", "user": user}]}
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump(doc))
     return str(path)
 
 
 def _token(devenv: DevEnv) -> str:
-    doc = yaml.safe_load(Path(devenv.kubeconfig).read_text())
-    return str(doc["users"][0]["user"]["token"])
+    return str(credentials.load(devenv.kubeconfig, {}).token)
 
 
 def _reads(kubeconfig: str) -> Any:
