@@ -18,11 +18,11 @@ from typing import Any
 
 import kopf
 
-from authz_operator import indexes, kinds, metrics
+from authz_operator import indexes, kinds, lifecycle, metrics
 from authz_operator.cache import WatchCache, values
 from authz_operator.diffbase import LeanDiffBaseStorage
 from authz_operator.kube import Kube, KubeError
-from authz_operator.labels import KOPF_ANNOTATION_PREFIX, MANAGED, MANAGED_SELECTOR
+from authz_operator.labels import KOPF_ANNOTATION_PREFIX, MANAGED, watch_selector
 from authz_operator.main import CLUSTER_PEERING_ENV
 from authz_operator.reconciler import Reconciler
 from authz_operator.resync import Relists, Resync
@@ -57,16 +57,17 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
         objects.removeFilter(old)   # tests start the operator again and again in one process
     objects.addFilter(QuietWatchers())
     settings.watching.server_timeout = 270
-    # kopf lists and watches only our own objects of the kinds we make (children, Jobs, their
-    # pods, ReplicaSets), by a label selector the API server applies, not every pod and
-    # ConfigMap of the cluster: each object it does not send costs neither its parsing nor
-    # kopf's per-object state (issue 11). Secrets (a team's own) and the resources stay whole.
+    # kopf lists and watches only our own objects of the kinds we make (children, Jobs, the
+    # serving pods, ReplicaSets), by a label selector the API server applies, not every pod
+    # and ConfigMap of the cluster: each object it does not send costs neither its parsing
+    # nor kopf's per-object state (issue 11). Secrets (a team's own) and the resources stay
+    # whole.
     # An owned child someone took our label from leaves the watch (a DELETED event, which
     # wakes its owner); the GET that guards a create (reconciler.confirm_creates) finds it,
     # and the reconcile puts the label back.
     for kind in SELECTED_KINDS:
         settings.watching.label_selectors[kind.group, kind.version, kind.plural] = \
-            MANAGED_SELECTOR
+            watch_selector(kind.kind)
     # After its own patch (the last-handled configuration), kopf waits this long for the
     # patched version to come back on the watch before it trusts an older event; past it, it
     # handled the older one (without the annotation) as a second creation. At 1,000 resources
@@ -226,7 +227,21 @@ def child_handler(plural: str) -> str:
 # leaves the selection with a DELETED event that carries its previous state, label and all,
 # so this filter lets it through and its owner is woken.
 for _group, _version, _plural in CHILD_RESOURCES:
-    kopf.on.event(_group, _version, _plural, labels=MANAGED, id=child_handler(_plural))(_on_child)
+    if _plural != kinds.POD.plural:
+        kopf.on.event(_group, _version, _plural, labels=MANAGED,
+                      id=child_handler(_plural))(_on_child)
+
+
+def _pod_matters(body: kopf.Body, type: str | None, **_: Any) -> bool:
+    """A serving pod's event wakes its resource only when a container crash-loops (what a
+    rollout acts on before its progress deadline), or when a listing noticed it (resync).
+    Its readiness reaches the resource as the Deployment's status: three pods' Pending,
+    Running and Ready each woke a reconcile that found nothing new (issue 11)."""
+    return type is None or lifecycle.crash_looping(body)
+
+
+kopf.on.event(kinds.POD.group, kinds.POD.version, kinds.POD.plural, labels=MANAGED,
+              when=_pod_matters, id=child_handler(kinds.POD.plural))(_on_child)
 
 
 def _orphaned(body: kopf.Body, **_: Any) -> bool:

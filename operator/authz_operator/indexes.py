@@ -30,18 +30,14 @@ from typing import Any
 import kopf
 
 from authz_operator import kinds, trim
-from authz_operator import resources as r
 from authz_operator.kinds import Kind
-from authz_operator.labels import LABEL_INSTANCE, LABEL_NAME, MANAGED
+from authz_operator.labels import LABEL_INSTANCE, MANAGED, SERVING_PODS
 
 IndexKey = tuple[str, str]
 INDEX_IDS: dict[str, str] = {
     k.kind: f"authz_{k.plural}"
     for k in (kinds.RESOURCE, *(c.kind for c in kinds.CHILDREN), kinds.JOB, kinds.POD,
               kinds.REPLICA_SET, kinds.SECRET)}
-# The serving selector's labels but the instance (the index's key), and ours.
-SERVING_LABELS = {**MANAGED, LABEL_NAME: r.APP_NAME,
-                  r.LABEL_COMPONENT: str(r.Component.SERVER)}
 
 
 def _where(body: Mapping[str, Any]) -> tuple[str, str, Mapping[str, str]]:
@@ -70,7 +66,7 @@ def job_entry(body: Mapping[str, Any]) -> dict[IndexKey, Any]:
 def pod_entry(body: Mapping[str, Any]) -> dict[IndexKey, Any]:
     namespace, _, labels = _where(body)
     instance = labels.get(LABEL_INSTANCE)
-    if not instance or not SERVING_LABELS.items() <= dict(labels).items():
+    if not instance or not SERVING_PODS.items() <= dict(labels).items():
         return {}
     return {(namespace, instance): trim.pack(trim.pod(body))}
 
@@ -104,7 +100,7 @@ _register(kinds.RESOURCE, resource_entry)
 for _child in kinds.CHILDREN:
     _register(_child.kind, child_entry)
 _register(kinds.JOB, job_entry)
-_register(kinds.POD, pod_entry, SERVING_LABELS)       # kopf skips the others' pods early
+_register(kinds.POD, pod_entry, SERVING_PODS)
 _register(kinds.REPLICA_SET, replica_set_entry, MANAGED)
 _register(kinds.SECRET, secret_entry)
 

@@ -96,6 +96,17 @@ def selector_string(selector: Mapping[str, str]) -> str:
 # it (handlers.configure), the indexes and the resync select by it.
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 MANAGED_SELECTOR = selector_string(MANAGED)
+# The serving pods of every resource (the instance label aside): the only pods a reconcile
+# reads (lifecycle.observe.crash_message). A migration Job's pods are not watched: what a
+# reconcile needs of them, the Job's status and a finished pod's termination message, comes
+# from the Job's watch and one LIST (reconciler.termination_message).
+SERVING_PODS = {**MANAGED, LABEL_NAME: APP_NAME, LABEL_COMPONENT: str(Component.SERVER)}
+
+
+def watch_selector(kind: str) -> str:
+    """The label selector the API server applies to the operator's watch (and the resync's
+    LIST) of an owned kind: ours, and of pods only the serving ones."""
+    return selector_string(SERVING_PODS if kind == kinds.POD.kind else MANAGED)
 
 
 def labels(name: str, image: str) -> dict[str, str]:

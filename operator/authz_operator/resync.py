@@ -30,7 +30,7 @@ from typing import Any
 from authz_operator import trim
 from authz_operator.cache import Gone, WatchCache, values
 from authz_operator.kube import Kube
-from authz_operator.labels import LABEL_INSTANCE, MANAGED_SELECTOR
+from authz_operator.labels import LABEL_INSTANCE, watch_selector
 from authz_operator.lifecycle.model import SecretView
 
 log = logging.getLogger("authz_operator.resync")
@@ -140,7 +140,7 @@ class Resync:
     def _sweep(self, kind: str, namespace: str,
                items: list[tuple[tuple[str, str], Any]]) -> int:
         listed, version = self.kube.list_metadata(kind, namespace,
-                                                  "" if kind == "Secret" else MANAGED_SELECTOR)
+                                                  "" if kind == "Secret" else watch_selector(kind))
         if kind == "Secret":
             views = [(key[1], v) for key, v in items if isinstance(v, SecretView)]
             secrets = leftovers(views, listed, version)

@@ -21,6 +21,7 @@ from authz_operator.lifecycle.migration import migration_gate
 from authz_operator.lifecycle.model import Apply, Observed, Plan, SecretView
 from authz_operator.lifecycle.observe import (
     controlled_by,
+    crash_looping,
     crash_message,
     deployment_available,
     min_replicas,
@@ -39,7 +40,8 @@ from authz_operator.workload import job_state, rollout_state
 
 __all__ = [
     "Apply", "MigrateCode", "MigrateResult", "Observed", "Plan", "SecretView",
-    "controlled_by", "crash_message", "decide", "deployment_available", "job_state",
+    "controlled_by", "crash_looping", "crash_message", "decide", "deployment_available",
+    "job_state",
     "missing_secret_keys", "parse_result", "revision_key", "rollout_state",
 ]
 

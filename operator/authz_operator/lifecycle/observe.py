@@ -76,14 +76,26 @@ def crash_message(pods: Sequence[Mapping[str, Any]], image: str) -> str | None:
     for pod in pods:
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
             waiting = (cs.get("state") or {}).get("waiting") or {}
-            if (cs.get("image") == image or _pod_image(pod) == image) and waiting.get(
-                    "reason") == "CrashLoopBackOff" and int(cs.get("restartCount", 0)) >= 1:
+            if (cs.get("image") == image or _pod_image(pod) == image) and _crash_looping(cs):
                 last = (cs.get("lastState") or {}).get("terminated") or {}
                 cause = (f"{last['reason']} (exit code {last.get('exitCode')}); "
                          if last.get("reason") else "")
                 return (f"pod {pod['metadata']['name']} crashes: {cause}"
                         f"{waiting.get('message') or 'CrashLoopBackOff'}")
     return None
+
+
+def crash_looping(pod: Mapping[str, Any]) -> bool:
+    """Whether a container of the pod crashes (of any image): the only pod state a reconcile
+    acts on, so the only pod event that wakes one (`handlers`). Readiness is the
+    Deployment's status, which wakes it anyway."""
+    return any(_crash_looping(cs) for cs in
+               (pod.get("status") or {}).get("containerStatuses") or [])
+
+
+def _crash_looping(cs: Mapping[str, Any]) -> bool:
+    waiting = (cs.get("state") or {}).get("waiting") or {}
+    return waiting.get("reason") == "CrashLoopBackOff" and int(cs.get("restartCount", 0)) >= 1
 
 
 def _pod_image(pod: Mapping[str, Any]) -> str | None:

@@ -62,8 +62,33 @@ def test_kopf_watches_only_our_objects_of_the_kinds_we_make(
         monkeypatch: pytest.MonkeyPatch) -> None:
     selectors = configured(monkeypatch).watching.label_selectors
     ours = ["app.kubernetes.io/managed-by=authz-operator"]
-    for kind in (*(c.kind for c in kinds.CHILDREN), kinds.JOB, kinds.POD, kinds.REPLICA_SET):
+    for kind in (*(c.kind for c in kinds.CHILDREN), kinds.JOB, kinds.REPLICA_SET):
         assert selectors.collect(resource(kind)) == ours, kind.kind
+    # of pods, only the serving ones: a migration Job's pods are never sent
+    assert selectors.collect(resource(kinds.POD)) == [
+        "app.kubernetes.io/component=server,app.kubernetes.io/managed-by=authz-operator,"
+        "app.kubernetes.io/name=authorization-service"]
     # a team's Secret carries no label of ours; every resource is served
     assert selectors.collect(resource(kinds.SECRET)) == []
     assert selectors.collect(resource(kinds.RESOURCE)) == []
+
+
+def pod(waiting: str | None, restarts: int = 1) -> dict[str, Any]:
+    state = {"waiting": {"reason": waiting}} if waiting else {"running": {}}
+    return {"kind": "Pod", "metadata": {"name": "p", "namespace": "ns"},
+            "status": {"containerStatuses": [
+                {"name": "server", "state": state, "restartCount": restarts}]}}
+
+
+def test_a_pod_event_wakes_its_resource_only_when_a_container_crash_loops() -> None:
+    matters: Any = handlers._pod_matters
+    assert matters(body=pod("CrashLoopBackOff"), type="MODIFIED")
+    assert matters(body=pod("CrashLoopBackOff"), type="DELETED")
+    # Pending, Running, Ready: the Deployment's status says it, and wakes the resource
+    assert not matters(body=pod("ContainerCreating", restarts=0), type="ADDED")
+    assert not matters(body=pod(None), type="MODIFIED")
+    assert not matters(body={"kind": "Pod", "metadata": {}}, type="ADDED")
+    # the kubelet's back-off before any restart is not yet a crash (crash_message agrees)
+    assert not matters(body=pod("CrashLoopBackOff", restarts=0), type="MODIFIED")
+    # a listing (the operator's start, a watch listing again) is noticed by the resync
+    assert matters(body=pod(None), type=None)
