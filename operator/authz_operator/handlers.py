@@ -24,6 +24,7 @@ from authz_operator.diffbase import LeanDiffBaseStorage
 from authz_operator.kube import Kube, KubeError
 from authz_operator.labels import KOPF_ANNOTATION_PREFIX, MANAGED, watch_selector
 from authz_operator.main import CLUSTER_PEERING_ENV
+from authz_operator.pacing import StatusPace
 from authz_operator.reconciler import Reconciler
 from authz_operator.resync import Relists, Resync
 from authz_operator.spec import GROUP, KIND, PLURAL, VERSION, raw_secret_names
@@ -39,6 +40,7 @@ RETRIES = 3
 # authz_operator_handler_errors_total.
 RECONCILE, SECRET_CHANGED, GONE = "reconcile", "secret_changed", "resource_gone"
 RESYNC = "resync"   # not a kopf handler: resync.py wakes a resource whose child was deleted
+PROGRESS = "status_progress"   # not a kopf handler: a paced status write (pacing.py)
 
 
 @kopf.on.startup()
@@ -85,11 +87,15 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
     # (cache.py says what kopf guarantees); the indexes exist from now on, filled before
     # any resource handler runs.
     cache = WatchCache(kube, indexes.from_kwargs(kwargs))
-    memo["reconciler"] = Reconciler(kube, reads=cache)
-    _replace(memo, "wakeups", Wakeups(
+    pace = StatusPace()
+    memo["reconciler"] = Reconciler(kube, reads=cache, pace=pace)
+    wakeups = Wakeups(
         lambda namespace, name, why, handler: _reconcile_quietly(
             memo, namespace, name, why, handler),
-        settings.execution.max_workers or 8))
+        settings.execution.max_workers or 8)
+    _replace(memo, "wakeups", wakeups)
+    pace.later = lambda namespace, name, delay: wakeups.later(
+        namespace, name, delay, "the rollout's progress", PROGRESS)
     refs: kopf.Index[tuple[str, str], str] = kwargs["secret_refs"]
 
     def wake(namespace: str, name: str, why: str) -> None:

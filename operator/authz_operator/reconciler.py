@@ -18,6 +18,7 @@ from authz_operator import lifecycle, metrics, resources
 from authz_operator.cache import ApiReads, Reads
 from authz_operator.diff import Change
 from authz_operator.kube import Kube
+from authz_operator.pacing import StatusPace
 from authz_operator.spec import SpecError, parse_spec
 from authz_operator.workload import JobState, job_state
 
@@ -183,9 +184,11 @@ def _uid(obj: Obj | None) -> str | None:
 
 
 def reconcile(kube: Kube, namespace: str, name: str, clock: Clock = utcnow,
-              handler: str = "reconcile", reads: Reads | None = None) -> lifecycle.Plan | None:
+              handler: str = "reconcile", reads: Reads | None = None,
+              pace: StatusPace | None = None) -> lifecycle.Plan | None:
     """Bring one AuthorizationService's children and status in line; None if it is gone.
-    `handler` (the kopf handler that woke it) labels the metrics."""
+    `handler` (the kopf handler that woke it) labels the metrics; `pace` may hold back a
+    status that only counts a rollout's progress (pacing.py)."""
     started = time.perf_counter()
     reads = reads or ApiReads(kube)
     body = reads.resource(namespace, name)
@@ -198,7 +201,12 @@ def reconcile(kube: Kube, namespace: str, name: str, clock: Clock = utcnow,
         confirmed = confirm_creates(reads, observed, plan)
         if confirmed is not observed:   # a child the cache had not seen: decide on it
             observed, plan = confirmed, lifecycle.decide(confirmed)
+        if plan.status_changed and pace is not None and pace.defer(
+                namespace, name, observed.status, plan.status, plan.events):
+            plan.status_changed = False   # a reconcile is scheduled that writes it
         act(kube, body, observed, plan, reads)
+        if plan.status_changed and pace is not None:
+            pace.wrote(namespace, name)
     except Exception:
         metrics.reconcile_failed(namespace, name, handler, time.perf_counter() - started)
         raise
@@ -211,10 +219,12 @@ def reconcile(kube: Kube, namespace: str, name: str, clock: Clock = utcnow,
 class Reconciler:
     """Serialises reconciles per resource and coalesces bursts."""
 
-    def __init__(self, kube: Kube, clock: Clock = utcnow, reads: Reads | None = None) -> None:
+    def __init__(self, kube: Kube, clock: Clock = utcnow, reads: Reads | None = None,
+                 pace: StatusPace | None = None) -> None:
         self.kube = kube
         self.clock = clock
         self.reads = reads or ApiReads(kube)
+        self.pace = pace
         self._guard = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._waiting: set[tuple[str, str]] = set()
@@ -232,13 +242,17 @@ class Reconciler:
         with lock:
             with self._guard:
                 self._waiting.discard(key)
-            plan = reconcile(self.kube, namespace, name, self.clock, handler, self.reads)
+            plan = reconcile(self.kube, namespace, name, self.clock, handler, self.reads,
+                             self.pace)
             for _ in range(MAX_AGAIN):
                 if plan is None or not plan.again:
                     break
-                plan = reconcile(self.kube, namespace, name, self.clock, handler, self.reads)
+                plan = reconcile(self.kube, namespace, name, self.clock, handler, self.reads,
+                                 self.pace)
             return plan
 
     def forget(self, namespace: str, name: str) -> None:
         with self._guard:
             self._locks.pop((namespace, name), None)
+        if self.pace is not None:
+            self.pace.forget(namespace, name)

@@ -35,19 +35,36 @@ class Wakeups:
         self._lock = threading.Lock()
         self._scheduled: dict[Key, asyncio.TimerHandle] = {}
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None   # kopf's, from the first wake
 
     def wake(self, namespace: str, name: str, why: str, handler: str) -> None:
         """Called on the event loop: reconcile (namespace, name) soon, once for the burst."""
-        key = (namespace, name)
+        self._loop = asyncio.get_running_loop()
+        self._schedule((namespace, name), self._debounce, why, handler)
+
+    def later(self, namespace: str, name: str, delay: float, why: str, handler: str) -> bool:
+        """From any thread: reconcile (namespace, name) in `delay` seconds (or sooner, with
+        a burst already scheduled). False when it cannot be scheduled: stopping, or no
+        event has reached the loop yet."""
+        loop = self._loop
+        if loop is None or self._closed:
+            return False
+        try:
+            loop.call_soon_threadsafe(self._schedule, (namespace, name), delay, why, handler)
+        except RuntimeError:   # the loop is closed: the operator stops
+            return False
+        return True
+
+    def _schedule(self, key: Key, delay: float, why: str, handler: str) -> None:
+        """On the event loop: one timer per resource; a wake meanwhile joins it."""
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._closed:
                 return
             if key in self._scheduled:
-                metrics.coalesced(namespace, name, handler)
+                metrics.coalesced(key[0], key[1], handler)
                 return
-            self._scheduled[key] = loop.call_later(
-                self._debounce, self._start, key, why, handler)
+            self._scheduled[key] = loop.call_later(delay, self._start, key, why, handler)
 
     def _start(self, key: Key, why: str, handler: str) -> None:
         with self._lock:

@@ -137,3 +137,48 @@ def test_only_the_children_a_plan_creates_are_confirmed_by_a_get() -> None:
     assert (confirmed.children["ConfigMap"] or {})["metadata"]["uid"] == "f"
     again = lifecycle.decide(confirmed)
     assert all(a.change is not Change.CREATE for a in again.applies if a.kind == "ConfigMap")
+
+
+def test_a_rollouts_progress_waits_for_its_pace_and_is_written_when_it_is_over() -> None:
+    from authz_operator.pacing import StatusPace
+
+    body = {"apiVersion": "rwadurian.io/v1alpha1", "kind": "AuthorizationService",
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u", "generation": 1},
+            "spec": spec_body(migrations={"enabled": False})}
+    fake = FakeKube({("AuthorizationService", "p"): body})
+    kube: Kube = fake  # type: ignore[assignment]
+    seconds = [100.0]
+    pace = StatusPace(interval=2.0, clock=lambda: seconds[0])
+    scheduled: list[float] = []
+
+    def later(namespace: str, name: str, delay: float) -> bool:
+        scheduled.append(delay)
+        return True
+    pace.later = later
+    reconciler.reconcile(kube, "ns", "p", clock=lambda: NOW, pace=pace)
+
+    def rollout(ready: int) -> None:
+        fake.objects[("Deployment", "p")]["status"] = {
+            "observedGeneration": 1, "replicas": 2, "updatedReplicas": 2,
+            "readyReplicas": ready, "availableReplicas": ready,
+            "unavailableReplicas": 2 - ready}
+
+    rollout(0)
+    fake.writes.clear()
+    reconciler.reconcile(kube, "ns", "p", clock=lambda: NOW, pace=pace)
+    assert fake.writes == ["status"]            # rolling out: a transition, written at once
+    rollout(1)
+    seconds[0] += 0.5
+    fake.writes.clear()
+    reconciler.reconcile(kube, "ns", "p", clock=lambda: NOW, pace=pace)
+    assert fake.writes == []                    # only progress, 0.5 s after the last write
+    assert scheduled == [1.5]
+    seconds[0] += 1.5                           # the scheduled reconcile writes it
+    reconciler.reconcile(kube, "ns", "p", clock=lambda: NOW, pace=pace)
+    assert fake.writes == ["status"]
+    assert fake.objects[("AuthorizationService", "p")]["status"]["ready"] == "1/2"
+    rollout(2)                                  # complete: a transition, at once
+    fake.writes.clear()
+    reconciler.reconcile(kube, "ns", "p", clock=lambda: NOW, pace=pace)
+    assert fake.writes[-1] == "status"
+    assert fake.objects[("AuthorizationService", "p")]["status"]["phase"] == "Ready"

@@ -92,3 +92,27 @@ def test_close_cancels_what_has_not_started_and_ignores_later_events() -> None:
 
     asyncio.run(scenario())
     assert calls.calls == []
+
+
+def test_later_from_another_thread_reconciles_after_the_delay() -> None:
+    calls = Calls()
+    wakeups = Wakeups(calls, workers=2, debounce=DEBOUNCE)
+    assert not wakeups.later("ns", "paced", 0.01, "progress", "status_progress")   # no loop yet
+    scheduled: list[bool] = []
+
+    async def scenario() -> None:
+        wakeups.wake("ns", "first", "Deployment event", "child-deployments")
+        await until(lambda: len(calls.calls) == 1)
+        thread = threading.Thread(target=lambda: scheduled.append(
+            wakeups.later("ns", "paced", 0.2, "progress", "status_progress")))
+        thread.start()
+        thread.join()
+        await asyncio.sleep(0.1)
+        assert len(calls.calls) == 1            # not before its delay
+        await until(lambda: len(calls.calls) == 2)
+
+    asyncio.run(scenario())
+    wakeups.stop()
+    assert scheduled == [True]
+    assert calls.calls[1] == ("ns", "paced", "progress", "status_progress")
+    assert not wakeups.later("ns", "paced", 0.01, "progress", "status_progress")   # stopped
