@@ -30,9 +30,21 @@ def test_counts_and_the_messages_that_say_them_are_progress() -> None:
     assert progress_only({"phase": "Ready"}, {"phase": "Ready", "ready": "1/2"})
 
 
+def test_the_conditions_that_follow_the_deployments_own_are_progress() -> None:
+    old = status(0)
+    old["conditions"] = [*old["conditions"], {"type": "Available", "status": "False",
+                                              "reason": "DeploymentMissing"}]
+    new = status(0)
+    new["conditions"] = [*new["conditions"], {"type": "Available", "status": "Unknown",
+                                              "reason": "Unknown"}]
+    new["conditions"][1] = {**new["conditions"][1], "reason": "RolloutStarted"}  # Progressing
+    assert progress_only(old, new)
+
+
 @pytest.mark.parametrize("new", [
     status(1, phase="Ready"),                     # a phase
-    status(1, reason="RolloutComplete"),          # a condition's reason
+    status(1, reason="RolloutComplete"),          # the Ready condition's reason
+    {**status(1), "observedGeneration": 2},       # a new generation seen
     status(1, revision=2),                        # what the lifecycle remembers
     {**status(1), "conditions": status(1)["conditions"][:1]},     # a condition less
     {**status(1), "conditions": [{**c, "status": "True"} for c in status(1)["conditions"]]},

@@ -166,7 +166,12 @@ def test_a_rollouts_progress_waits_for_its_pace_and_is_written_when_it_is_over()
     rollout(0)
     fake.writes.clear()
     reconciler.reconcile(kube, "ns", "p", clock=lambda: NOW, pace=pace)
-    assert fake.writes == ["status"]            # rolling out: a transition, written at once
+    assert fake.writes == []                    # the Deployment's progress, at once after
+    assert scheduled == [2.0]                   # the write before: it waits
+    seconds[0] += 2.0
+    reconciler.reconcile(kube, "ns", "p", clock=lambda: NOW, pace=pace)
+    assert fake.writes == ["status"]
+    scheduled.clear()
     rollout(1)
     seconds[0] += 0.5
     fake.writes.clear()
