@@ -1,5 +1,5 @@
-"""The lean diff-base storage builds kopf's own essence of a resource, without copying its
-status (diffbase.py)."""
+"""The lean storages give kopf's own essence of a resource, and kopf's own cleared essence,
+without deep copies (diffbase.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, cast
 import kopf
 import pytest
 
-from authz_operator.diffbase import LeanDiffBaseStorage
+from authz_operator.diffbase import LeanDiffBaseStorage, LeanProgressStorage
 from authz_operator.labels import KOPF_ANNOTATION_PREFIX
 
 KEY = "last-handled-configuration"
@@ -54,6 +54,11 @@ def storages() -> tuple[kopf.AnnotationsDiffBaseStorage, LeanDiffBaseStorage]:
     lambda b: b["metadata"].pop("labels"),
     lambda b: b.pop("status"),
     lambda b: b.update(data={"x": [1, {"y": None}]}),   # any top-level field is essence
+    lambda b: b["metadata"]["annotations"].update({     # another kopf operator's keys
+        "other.example/kopf-managed": "yes", "other.example/last-handled-configuration": "{}",
+        "kopf.zalando.org/touch": "x"}),
+    lambda b: b["metadata"].update(labels={}, annotations={}),
+    lambda b: b["spec"].update(huge=2**70, ratio=0.5, text="ünïcode \u2028"),   # not orjson's
 ])
 def test_the_essence_is_kopfs(change: Any) -> None:
     raw = body()
@@ -80,3 +85,25 @@ def test_extra_fields_are_read_from_the_whole_body() -> None:
     assert lean.build(body=as_body(raw), extra_fields=fields) == \
         kopfs.build(body=as_body(raw), extra_fields=fields)
     assert lean.build(body=as_body(raw), extra_fields=fields)["status"] == {"phase": "Ready"}
+
+
+@pytest.mark.parametrize("change", [
+    lambda e: None,
+    lambda e: e["metadata"]["annotations"].clear(),
+    lambda e: e.pop("metadata"),
+    lambda e: e["metadata"]["annotations"].update({"note": "kept"}),
+    lambda e: e["spec"].update(huge=2**70),
+])
+def test_the_cleared_essence_is_kopfs(change: Any) -> None:
+    essence: Any = {"spec": body()["spec"], "metadata": {
+        "labels": {"team": "a"},
+        "annotations": {f"{KOPF_ANNOTATION_PREFIX}/reconcile": '{"started":"x"}',
+                        f"{KOPF_ANNOTATION_PREFIX}/other": "y", "note": "n"}}}
+    change(essence)
+    kopfs = kopf.AnnotationsProgressStorage(prefix=KOPF_ANNOTATION_PREFIX)
+    lean = LeanProgressStorage(prefix=KOPF_ANNOTATION_PREFIX)
+    expected = kopfs.clear(essence=copy.deepcopy(essence))
+    cleared: Any = lean.clear(essence=essence)
+    assert cleared == expected
+    cleared["spec"]["env"][0]["value"] = "changed"   # a copy: the input stays as it was
+    assert essence["spec"]["env"][0]["value"] == "1"
