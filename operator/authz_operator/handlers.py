@@ -18,9 +18,9 @@ from typing import Any
 
 import kopf
 
-from authz_operator import indexes, kinds, lifecycle, metrics
+from authz_operator import indexes, kinds, lifecycle, metrics, watchjson
 from authz_operator.cache import WatchCache, values
-from authz_operator.diffbase import LeanDiffBaseStorage
+from authz_operator.diffbase import LeanDiffBaseStorage, LeanProgressStorage
 from authz_operator.kube import Kube, KubeError
 from authz_operator.labels import KOPF_ANNOTATION_PREFIX, MANAGED, watch_selector
 from authz_operator.main import CLUSTER_PEERING_ENV
@@ -46,10 +46,13 @@ PROGRESS = "status_progress"   # not a kopf handler: a paced status write (pacin
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     # kopf's own bookkeeping goes to annotations under our prefix: status has one writer (us).
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix=KOPF_ANNOTATION_PREFIX)
-    settings.persistence.diffbase_storage = LeanDiffBaseStorage(   # kopf's, without copying
-        prefix=KOPF_ANNOTATION_PREFIX, key="last-handled-configuration")   # the status
+    # kopf's own storages, without deep copies (diffbase.py)
+    settings.persistence.progress_storage = LeanProgressStorage(prefix=KOPF_ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = LeanDiffBaseStorage(
+        prefix=KOPF_ANNOTATION_PREFIX, key="last-handled-configuration")
+    if not watchjson.install():
+        log.warning("kopf's watch events are parsed by the json module (kopf changed): "
+                    "slower, not wrong")
     settings.persistence.finalizer = f"{KOPF_ANNOTATION_PREFIX}/finalizer"
     # We post our own events with searchable reasons; kopf posts only real problems.
     settings.posting.level = logging.WARNING
