@@ -56,14 +56,19 @@ class Wakeups:
         return True
 
     def _schedule(self, key: Key, delay: float, why: str, handler: str) -> None:
-        """On the event loop: one timer per resource; a wake meanwhile joins it."""
+        """On the event loop: one timer per resource. A wake joins a timer that fires no
+        later than it would; an earlier one replaces it (a child event must not wait for a
+        paced status write's timer), and that reconcile does what the later one would."""
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._closed:
                 return
-            if key in self._scheduled:
+            timer = self._scheduled.get(key)
+            if timer is not None:
                 metrics.coalesced(key[0], key[1], handler)
-                return
+                if timer.when() <= loop.time() + delay:
+                    return
+                timer.cancel()
             self._scheduled[key] = loop.call_later(delay, self._start, key, why, handler)
 
     def _start(self, key: Key, why: str, handler: str) -> None:

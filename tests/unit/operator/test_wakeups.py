@@ -116,3 +116,24 @@ def test_later_from_another_thread_reconciles_after_the_delay() -> None:
     assert scheduled == [True]
     assert calls.calls[1] == ("ns", "paced", "progress", "status_progress")
     assert not wakeups.later("ns", "paced", 0.01, "progress", "status_progress")   # stopped
+
+
+def test_an_event_does_not_wait_for_a_later_paced_reconcile() -> None:
+    """A paced status write schedules its resource for later; a child event meanwhile is
+    reconciled after the debounce, not at that later time, and once."""
+    calls = Calls()
+    wakeups = Wakeups(calls, workers=2, debounce=DEBOUNCE)
+
+    async def scenario() -> None:
+        wakeups.wake("ns", "other", "Deployment event", "child-deployments")   # the loop
+        await until(lambda: len(calls.calls) == 1)
+        assert wakeups.later("ns", "paced", 30.0, "progress", "status_progress")
+        await asyncio.sleep(0.05)
+        wakeups.wake("ns", "paced", "Deployment event", "child-deployments")
+        await until(lambda: len(calls.calls) == 2)   # within 5 s, not 30
+        await asyncio.sleep(DEBOUNCE * 3)
+
+    asyncio.run(scenario())
+    wakeups.stop()
+    assert [c[1] for c in calls.calls] == ["other", "paced"]
+    assert calls.calls[1][3] == "child-deployments"
