@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from authz_operator.main import (
+    GC_THRESHOLD,
     keep_out,
     kopf_args,
     spans_the_cluster,
@@ -62,12 +63,16 @@ def test_the_operator_runs_without_the_client_libraries_kopf_would_import() -> N
         "from authz_operator.main import main\n"
         "assert main(['--help']) == 0\n"
         "import authz_operator.handlers\n"
+        "import gc\n"
+        "print(gc.get_threshold())\n"
         "heavy = ('kubernetes', 'pykube', 'requests', 'pydantic', 'oauthlib')\n"
         "print(sorted(m for m in heavy if sys.modules.get(m) is not None))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    *_, thresholds, heavy = done.stdout.strip().splitlines()
+    assert heavy == "[]"
+    assert thresholds == f"({GC_THRESHOLD}, 10, 10)"   # the collector's, set by main
 
 
 def test_keep_out_leaves_a_module_already_imported() -> None:
