@@ -9,7 +9,7 @@ Extra defaults on top of `kopf run`:
   distinct random priority unless `--priority` or `--standalone` is given;
 - a heap report on SIGUSR2 when `AUTHZ_HEAP_REPORT` names a file (heapreport.py);
 - glibc's malloc kept small: two arenas, free pages handed back every 10 s (allocator.py);
-- Python's garbage collector run a fifteenth as often (`GC_THRESHOLD`);
+- Python's garbage collector's young generation larger (`GC_THRESHOLD`);
 - no unused client library: kopf imports pykube-ng and the official `kubernetes` client
   whenever they are installed (to recognise their objects, and to log in through them), and
   their modules (with requests and pydantic) cost the operator about 20 MiB of its memory for
@@ -29,13 +29,14 @@ from typing import Any
 from authz_operator import allocator, heapreport
 
 # Allocations between two young collections (CPython's default: 700). At 1,000 resources
-# the collector took 11 of the operator's 52 CPU seconds (gc.callbacks, an experiment):
-# 5,300 collections, 40 of them full ones of about 180 ms, each walking kopf's per-object
-# state. Each watch event and reconcile allocates thousands of short-lived objects; with a
-# larger young generation most of them are freed by their reference counts before a
-# collection looks at them, fewer survive into the old generations, and full collections
-# come far less often. The cost: cyclic garbage waits for at most this many allocations
-# (about a megabyte).
+# the collector took 20 of the operator's 84 CPU seconds (timed with gc.callbacks, an
+# experiment): 8,165 collections, 60 of them full ones of about 220 ms, each walking kopf's
+# per-object state. Each watch event and reconcile allocates thousands of short-lived
+# objects; with a larger young generation most of them are freed by their reference counts
+# before a collection looks at them, fewer survive into the old generations, and full
+# collections come far less often: 7.3 s in 564 collections, 4 of them full, with no higher
+# peak RSS (docs/benchmarks.md, "fourth pass"). Cyclic garbage waits for at most this many
+# allocations (about a megabyte).
 GC_THRESHOLD = 10_000
 PATTERN_CHARS = frozenset("*?!")
 UNUSED_CLIENTS = ("kubernetes", "pykube")

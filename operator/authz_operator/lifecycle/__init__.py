@@ -41,8 +41,7 @@ from authz_operator.workload import job_state, rollout_state
 __all__ = [
     "Apply", "MigrateCode", "MigrateResult", "Observed", "Plan", "SecretView",
     "controlled_by", "crash_looping", "crash_message", "decide", "deployment_available",
-    "job_state",
-    "missing_secret_keys", "parse_result", "revision_key", "rollout_state",
+    "job_state", "missing_secret_keys", "parse_result", "revision_key", "rollout_state",
 ]
 
 
