@@ -54,10 +54,15 @@ class FakeKube:
         self.writes.append(f"event {event.reason}")
 
 
+def resource_body(name: str, namespace: str = "ns", migrations: bool = False) -> dict[str, Any]:
+    """An AuthorizationService as the API server returns it."""
+    return {"apiVersion": "rwadurian.io/v1alpha1", "kind": "AuthorizationService",
+            "metadata": {"name": name, "namespace": namespace, "uid": "u", "generation": 1},
+            "spec": spec_body() if migrations else spec_body(migrations={"enabled": False})}
+
+
 def test_writes_children_then_events_then_status_and_nothing_when_idle() -> None:
-    body = {"apiVersion": "rwadurian.io/v1alpha1", "kind": "AuthorizationService",
-            "metadata": {"name": "a", "namespace": "ns", "uid": "u", "generation": 1},
-            "spec": spec_body(migrations={"enabled": False})}
+    body = resource_body("a")
     fake = FakeKube({("AuthorizationService", "a"): body})
     kube: Kube = fake  # type: ignore[assignment]
     plan = reconciler.reconcile(kube, "ns", "a", clock=lambda: NOW)
@@ -82,9 +87,7 @@ def test_a_deleted_resource_is_left_to_the_garbage_collector() -> None:
 
 
 def test_a_reconcile_reports_its_metrics_and_a_gone_resource_drops_them() -> None:
-    body = {"apiVersion": "rwadurian.io/v1alpha1", "kind": "AuthorizationService",
-            "metadata": {"name": "m", "namespace": "metrics-ns", "uid": "u", "generation": 1},
-            "spec": spec_body(migrations={"enabled": False})}
+    body = resource_body("m", "metrics-ns")
     fake = FakeKube({("AuthorizationService", "m"): body})
     kube: Kube = fake  # type: ignore[assignment]
     resource = {"namespace": "metrics-ns", "name": "m"}
@@ -109,9 +112,7 @@ def test_only_the_children_a_plan_creates_are_confirmed_by_a_get() -> None:
     from authz_operator.cache import WatchCache
     from authz_operator.diff import Change
 
-    body = {"apiVersion": "rwadurian.io/v1alpha1", "kind": "AuthorizationService",
-            "metadata": {"name": "a", "namespace": "ns", "uid": "u", "generation": 1},
-            "spec": spec_body()}   # migrations on: the Deployment waits for the Job
+    body = resource_body("a", migrations=True)   # migrations on: the Deployment waits for the Job
     foreign = {"apiVersion": "v1", "kind": "ConfigMap",
                "metadata": {"name": "a-config", "namespace": "ns", "uid": "f",
                             "resourceVersion": "7"}, "data": {"someone": "else"}}
@@ -142,9 +143,7 @@ def test_only_the_children_a_plan_creates_are_confirmed_by_a_get() -> None:
 def test_a_rollouts_progress_waits_for_its_pace_and_is_written_when_it_is_over() -> None:
     from authz_operator.pacing import StatusPace
 
-    body = {"apiVersion": "rwadurian.io/v1alpha1", "kind": "AuthorizationService",
-            "metadata": {"name": "p", "namespace": "ns", "uid": "u", "generation": 1},
-            "spec": spec_body(migrations={"enabled": False})}
+    body = resource_body("p")
     fake = FakeKube({("AuthorizationService", "p"): body})
     kube: Kube = fake  # type: ignore[assignment]
     seconds = [100.0]
