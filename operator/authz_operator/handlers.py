@@ -20,7 +20,7 @@ import kopf
 
 from authz_operator import indexes, kinds, lifecycle, metrics, watchjson
 from authz_operator.cache import WatchCache, values
-from authz_operator.diffbase import LeanDiffBaseStorage, LeanProgressStorage
+from authz_operator.diffbase import LeanProgressStorage, MemoryDiffBaseStorage
 from authz_operator.kube import Kube, KubeError
 from authz_operator.labels import KOPF_ANNOTATION_PREFIX, MANAGED, watch_selector
 from authz_operator.main import CLUSTER_PEERING_ENV
@@ -46,10 +46,13 @@ PROGRESS = "status_progress"   # not a kopf handler: a paced status write (pacin
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     # kopf's own bookkeeping goes to annotations under our prefix: status has one writer (us).
-    # kopf's own storages, without deep copies (diffbase.py)
+    # kopf's own storages, without deep copies; the last-handled essence in memory, not in
+    # an annotation that costs a write of the resource per change (diffbase.py)
     settings.persistence.progress_storage = LeanProgressStorage(prefix=KOPF_ANNOTATION_PREFIX)
-    settings.persistence.diffbase_storage = LeanDiffBaseStorage(
-        prefix=KOPF_ANNOTATION_PREFIX, key="last-handled-configuration")
+    handled = MemoryDiffBaseStorage(prefix=KOPF_ANNOTATION_PREFIX,
+                                    key="last-handled-configuration")
+    settings.persistence.diffbase_storage = handled
+    memo["handled"] = handled
     if not watchjson.install():
         log.warning("kopf's watch events are parsed by the json module (kopf changed): "
                     "slower, not wrong")
@@ -73,11 +76,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
     for kind in SELECTED_KINDS:
         settings.watching.label_selectors[kind.group, kind.version, kind.plural] = \
             watch_selector(kind.kind)
-    # After its own patch (the last-handled configuration), kopf waits this long for the
-    # patched version to come back on the watch before it trusts an older event; past it, it
-    # handled the older one (without the annotation) as a second creation. At 1,000 resources
-    # the watch lagged more than kopf's 5 s: 85% of resources were "created" twice, each a
-    # reconcile and a patch more (issue 11). A newer event ends the wait at once.
+    # After its own patch (now only the progress of a handler that failed and is retried),
+    # kopf waits this long for the patched version to come back on the watch before it
+    # trusts an older event. At 1,000 resources the watch lagged more than kopf's 5 s (issue
+    # 11). A newer event ends the wait at once.
     settings.persistence.consistency_timeout = 60
     if os.environ.get(CLUSTER_PEERING_ENV) == "1" and not settings.peering.standalone:
         # kopf picks namespaced peering for any --namespace; a pattern spans the cluster.
@@ -269,15 +271,19 @@ kopf.on.event(kinds.REPLICA_SET.group, kinds.REPLICA_SET.version, kinds.REPLICA_
 async def resource_gone(type: str | None, namespace: str | None, name: str, memo: kopf.Memo,
                         body: kopf.Body, **_: Any) -> None:
     """Without a finalizer there is no delete handler: a DELETED watch event drops the
-    resource's metric series and its reconcile lock; every event lets the cache drop a
-    status it wrote that this version covers. Async: it runs for every event of every
-    resource, and kopf handles an object's events one after the other; in a thread it would
-    queue behind the reconciles for one (issue 11). The calls only take a lock briefly."""
+    resource's metric series, its reconcile lock and kopf's memory of it; every event lets
+    the cache drop a status it wrote that this version covers. Async: it runs for every
+    event of every resource, and kopf handles an object's events one after the other; in a
+    thread it would queue behind the reconciles for one (issue 11). The calls only take a
+    lock briefly."""
     if namespace is None:
         return
     if type == "DELETED":
         metrics.forget(namespace, name)
         _reconciler(memo).forget(namespace, name)
+        handled = memo.get("handled")
+        if isinstance(handled, MemoryDiffBaseStorage) and body.metadata.uid:
+            handled.forget(body.metadata.uid)
     _watched(memo, type, KIND, namespace, body)
 
 

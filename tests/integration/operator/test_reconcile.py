@@ -42,6 +42,10 @@ def test_create_builds_children_and_honest_status(
     owner = kube.get("AuthorizationService", namespace, NAME)
     assert owner is not None
     assert not owner["metadata"].get("finalizers")
+    # kopf remembers what it handled in memory (diffbase.py): it never writes the resource
+    assert not [k for k in owner["metadata"].get("annotations") or {}
+                if k.startswith("authz.rwadurian.io/")]
+    assert "kopf" not in {m["manager"] for m in owner["metadata"]["managedFields"]}
     for kind, name in CHILDREN:
         obj = kube.get(kind, namespace, name)
         assert obj is not None, f"{kind} {name} missing"

@@ -9,7 +9,7 @@ from typing import Any, cast
 import kopf
 import pytest
 
-from authz_operator.diffbase import LeanDiffBaseStorage, LeanProgressStorage
+from authz_operator.diffbase import LeanDiffBaseStorage, LeanProgressStorage, MemoryDiffBaseStorage
 from authz_operator.labels import KOPF_ANNOTATION_PREFIX
 
 KEY = "last-handled-configuration"
@@ -107,3 +107,73 @@ def test_the_cleared_essence_is_kopfs(change: Any) -> None:
     assert cleared == expected
     cleared["spec"]["env"][0]["value"] = "changed"   # a copy: the input stays as it was
     assert essence["spec"]["env"][0]["value"] == "1"
+
+
+def memory_storage() -> MemoryDiffBaseStorage:
+    return MemoryDiffBaseStorage(prefix=KOPF_ANNOTATION_PREFIX, key=KEY)
+
+
+def test_the_last_handled_essence_is_kept_in_memory_and_never_patched() -> None:
+    storage, raw = memory_storage(), body()
+    assert storage.fetch(body=as_body(raw)) is None   # an annotation from before is ignored
+    essence = storage.build(body=as_body(raw))
+    patch = kopf.Patch()
+    storage.store(body=as_body(raw), patch=patch, essence=essence)
+    assert not patch   # kopf sends no request for an empty patch
+    assert storage.fetch(body=as_body(raw)) == essence
+    other = body()
+    other["metadata"]["uid"] = "u-2"   # the same name created again is a new resource
+    assert storage.fetch(body=as_body(other)) is None
+
+
+def test_kopf_finds_a_spec_change_against_the_remembered_essence() -> None:
+    storage, raw = memory_storage(), body()
+    storage.store(body=as_body(raw), patch=kopf.Patch(), essence=storage.build(body=as_body(raw)))
+    status_only = body()
+    status_only["status"]["phase"] = "RollingOut"
+    changed = body()
+    changed["spec"]["replicas"] = 3
+    for new, differs in ((status_only, False), (changed, True)):
+        old = storage.fetch(body=as_body(new))
+        assert (old != storage.build(body=as_body(new))) is differs
+
+
+def test_a_deleted_resource_is_forgotten() -> None:
+    storage, raw = memory_storage(), body()
+    storage.store(body=as_body(raw), patch=kopf.Patch(), essence=storage.build(body=as_body(raw)))
+    assert len(storage) == 1
+    storage.forget("u-1")
+    storage.forget("u-1")   # a second DELETED event (a relist) is harmless
+    assert len(storage) == 0
+    assert storage.fetch(body=as_body(raw)) is None
+
+
+def handled_once(storage: kopf.AnnotationsProgressStorage, raw: dict[str, Any]) -> kopf.Patch:
+    """The patch of one handler run as kopf makes it: its progress stored, then purged."""
+    patch = kopf.Patch()
+    record = cast(kopf.ProgressRecord, {"started": "2026-12-05T00:00:00", "success": True})
+    storage.store(key=kopf.HandlerId("reconcile"), record=record, body=as_body(raw), patch=patch)
+    storage.purge(key=kopf.HandlerId("reconcile"), body=as_body(raw), patch=patch)
+    return patch
+
+
+def test_a_handler_that_succeeds_at_once_writes_nothing() -> None:
+    raw = body()
+    raw["metadata"]["annotations"] = {"note": "kept"}
+    kopfs = kopf.AnnotationsProgressStorage(prefix=KOPF_ANNOTATION_PREFIX)
+    assert handled_once(kopfs, raw) == {   # kopf's own: a write for its mark alone
+        "metadata": {"annotations": {f"{KOPF_ANNOTATION_PREFIX}/kopf-managed": "yes"}}}
+    assert not handled_once(LeanProgressStorage(prefix=KOPF_ANNOTATION_PREFIX), raw)
+
+
+def test_the_mark_is_written_with_progress_that_is_written() -> None:
+    raw = body()   # a retried handler's record is on the resource: the purge removes it
+    raw["metadata"]["annotations"] = {"note": "kept"}
+    kopfs = kopf.AnnotationsProgressStorage(prefix=KOPF_ANNOTATION_PREFIX)
+    lean = LeanProgressStorage(prefix=KOPF_ANNOTATION_PREFIX)
+    raw["metadata"]["annotations"][f"{KOPF_ANNOTATION_PREFIX}/reconcile"] = '{"retries":1}'
+    expected = handled_once(kopfs, raw)
+    assert expected["metadata"]["annotations"] == {
+        f"{KOPF_ANNOTATION_PREFIX}/reconcile": None,
+        f"{KOPF_ANNOTATION_PREFIX}/kopf-managed": "yes"}
+    assert handled_once(lean, raw) == expected
