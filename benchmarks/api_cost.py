@@ -87,6 +87,9 @@ def _drop_cel(node: Any) -> None:
 
 
 class ApiCost(ScaleCluster):
+    """The admin's client (ScaleCluster's), a scratch namespace and CRD copies, and the
+    CPU the API server and etcd spend per request of each kind."""
+
     def __init__(self, run_dir: Path, requests: int) -> None:
         st = load_state(run_dir)
         super().__init__(st, run_dir, secrets.token_hex(3), resource_spec(2))
