@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 LOOPBACK = "127.0.0.1"
+SERVER_PORTS_FROM = 20000  # sticky ports: from here up to the ephemeral range
 # Popen objects of the processes we started and let run: dropping one while its process
 # lives raises a ResourceWarning (an error under pytest's settings), and keeping it lets
 # `stop` reap the child.
@@ -28,14 +30,34 @@ def free_port() -> int:
 
 
 def sticky_port(ports: dict[str, int], name: str) -> int:
-    """The port `name` had before if nothing listens there now, else a new free one; kept
-    in `ports`. Stable ports keep URLs in users' shells and kubeconfigs valid across a
-    down/up, and etcd's data remembers its peer URL."""
+    """The port `name` had before if nothing listens there now, else a new free one below
+    the ephemeral range; kept in `ports`. Stable ports keep URLs in users' shells and
+    kubeconfigs valid across a down/up, and etcd's data remembers its peer URL."""
     port = ports.get(name)
     if port is None or port_open(port):
-        port = free_port()
+        port = server_port()
     ports[name] = port
     return port
+
+
+def server_port(rng: random.Random | None = None) -> int:
+    """A free port below the kernel's ephemeral range. A port the kernel hands out (as
+    `free_port`) is also one it gives clients for their side of a connection: after a
+    benchmark's thousands of connections, a sticky port of ours could sit in a client's
+    TIME-WAIT, and etcd could not listen on it again for a minute."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    if low - SERVER_PORTS_FROM < 1000:  # a machine with a wide ephemeral range
+        return free_port()
+    pick = rng or random.SystemRandom()
+    for _ in range(100):
+        port = pick.randrange(SERVER_PORTS_FROM, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    return free_port()
 
 
 def port_open(port: int, host: str = LOOPBACK) -> bool:
