@@ -12,9 +12,11 @@ import hashlib
 import hmac
 import json
 import secrets
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -26,7 +28,7 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from authz_service.app import create_app
+from authz_service.app import LISTEN_BACKLOG, create_app
 from authz_service.config import Config
 from authz_service.openapi import load_document
 from devenv import procs
@@ -471,6 +473,45 @@ async def test_a_half_sent_request_is_closed_after_the_idle_timeout(config: Conf
         assert 1.5 < elapsed < 5, elapsed
     finally:
         await server.close()
+
+
+# ---- bursts of connections ---------------------------------------------------------------
+
+BURST = 1000
+
+
+def accept_queue_size(port: int) -> int:
+    """The listening socket's accept queue size, as the kernel reports it (`ss`'s Send-Q)."""
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return int(out[2])
+
+
+def somaxconn() -> int:
+    """The kernel's cap on any accept queue in this network namespace."""
+    return int(Path("/proc/sys/net/core/somaxconn").read_text())
+
+
+async def test_a_burst_of_new_connections_is_queued_not_dropped(service: Served) -> None:
+    """A client opening a thousand connections at once (a load balancer under load does)
+    finds them all queued: the accept queue is app.LISTEN_BACKLOG, capped by the kernel,
+    not aiohttp's 128 that dropped SYNs into 1-7 s retries; each one is then answered."""
+    port = int(service.base_url.rsplit(":", 1)[1])
+    assert accept_queue_size(port) == min(LISTEN_BACKLOG, somaxconn()) >= BURST
+
+    async def one() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Connection: close\r\n\r\n")
+            return await reader.read()
+        finally:
+            writer.close()
+
+    async with asyncio.timeout(30):
+        answers = await asyncio.gather(*(one() for _ in range(BURST)))
+    service.bodies.extend(answers)
+    assert sum(a.startswith(b"HTTP/1.1 200") for a in answers) == BURST
 
 
 # ---- secrets ----------------------------------------------------------------------------
