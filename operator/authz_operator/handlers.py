@@ -18,12 +18,12 @@ from typing import Any
 
 import kopf
 
-from authz_operator import indexes, kinds, lifecycle, metrics, watchjson
+from authz_operator import indexes, kinds, lifecycle, metrics, peering, watchjson
 from authz_operator.cache import WatchCache, values
 from authz_operator.diffbase import LeanProgressStorage, MemoryDiffBaseStorage
 from authz_operator.kube import Kube, KubeError
 from authz_operator.labels import KOPF_ANNOTATION_PREFIX, MANAGED, watch_selector
-from authz_operator.main import CLUSTER_PEERING_ENV
+from authz_operator.main import CLUSTER_PEERING_ENV, watched_namespaces
 from authz_operator.pacing import StatusPace
 from authz_operator.reconciler import Reconciler
 from authz_operator.resync import Relists, Resync
@@ -84,10 +84,19 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
     if os.environ.get(CLUSTER_PEERING_ENV) == "1" and not settings.peering.standalone:
         # kopf picks namespaced peering for any --namespace; a pattern spans the cluster.
         settings.peering.clusterwide = True
+    # A replica starts paused until the peering object shows it is the one to act
+    # (peering.py says why).
+    settings.peering.mandatory = not settings.peering.standalone
     metrics_port = os.environ.get("AUTHZ_METRICS_PORT")
     if metrics_port and not isinstance(memo.get("metrics"), metrics.Server):
         memo["metrics"] = metrics.Server(int(metrics_port))
     kube = Kube.connect(os.environ.get("AUTHZ_KUBECONFIG") or None)
+    if settings.peering.mandatory:
+        for path in peering.missing(kube, peering.object_paths(
+                settings.peering.name, settings.peering.clusterwide,
+                watched_namespaces(os.environ))):
+            log.error("kopf's peering object %s does not exist: this replica acts on nothing "
+                      "until it does (it is part of the install: docs/install.md)", path)
     # Reconciles read children, Jobs, pods, ReplicaSets and Secrets from kopf's indexes
     # (cache.py says what kopf guarantees); the indexes exist from now on, filled before
     # any resource handler runs.

@@ -113,6 +113,16 @@ class Kube:
             raise
         return obj
 
+    def exists(self, path: str) -> bool:
+        """Whether the object at an API path exists (for objects of kinds we do not make)."""
+        try:
+            self._call("GET", path)
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     def list(self, kind: str, namespace: str, label_selector: str) -> list[Obj]:
         out = self._call("GET", KINDS[kind].path(namespace),
                          query=[("labelSelector", label_selector)])

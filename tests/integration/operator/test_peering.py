@@ -1,10 +1,13 @@
-"""Two operator replicas (the console script, as the Deployment runs it) never both act."""
+"""Two operator replicas (the console script, run as the Deployment runs it: no
+`--peering`, so kopf's own default would be to act before it has seen the other) never
+both act."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,15 +33,22 @@ class Replica:
         self.log = log
         env = {**os.environ, "KUBECONFIG": kubeconfig, "WATCH_NAMESPACES": namespace}
         with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [str(OPERATOR), "--peering=default", f"--priority={priority}"],
-                env=env, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen([str(OPERATOR), f"--priority={priority}"],
+                                         env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def freeze(self) -> None:
+        """Stopped, not gone: its peering record stays live until its lifetime passes."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
+            self.thaw()
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=20)
@@ -47,19 +57,30 @@ class Replica:
                 self.proc.wait()
 
 
+Start = Callable[[str, int], Replica]
+
+
 @pytest.fixture
-def replicas(crd: None, cluster: DevEnv, namespace: str, kube: Kube, tmp_path: Path,
-             kubectl: Callable[..., Any]) -> Iterator[tuple[Replica, Replica]]:
+def start(crd: None, cluster: DevEnv, shared_database: str, namespace: str, tmp_path: Path,
+          kubectl: Callable[..., Any]) -> Iterator[Start]:
+    """Starts replicas (name, priority) watching the test's namespace, with its peering
+    object in place (the namespaced overlay installs one per watched namespace) and the
+    database the resource's Secret names."""
     kubectl("apply", "--server-side", "-f", str(PEERING_CRDS))
     kubectl("wait", "--for=condition=Established", "--timeout=30s",
             "crd/kopfpeerings.kopf.dev")
     kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(
         {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "default"}}))
-    high = Replica(namespace, 200, tmp_path / "high.log", cluster.kubeconfig)
-    low = Replica(namespace, 100, tmp_path / "low.log", cluster.kubeconfig)
-    yield high, low
-    high.stop()
-    low.stop()
+    started: list[Replica] = []
+
+    def replica(name: str, priority: int) -> Replica:
+        started.append(Replica(namespace, priority, tmp_path / f"{name}.log",
+                               cluster.kubeconfig))
+        return started[-1]
+
+    yield replica
+    for one in started:
+        one.stop()
 
 
 def _peers(kube: Kube, namespace: str) -> int:
@@ -67,9 +88,22 @@ def _peers(kube: Kube, namespace: str) -> int:
     return len((peering or {}).get("status") or {})
 
 
+def log_level(kube: Kube, namespace: str) -> str | None:
+    data = (kube.get("ConfigMap", namespace, f"{NAME}-config") or {}).get("data") or {}
+    return data.get("log-level")
+
+
+def stays(what: str, probe: Callable[[], bool], seconds: float) -> None:
+    """`probe` holds for `seconds` (a window in which the wrong thing would have happened)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert probe(), f"no longer true: {what}"
+        time.sleep(0.2)
+
+
 def test_only_the_highest_priority_replica_acts_and_the_other_takes_over(
-        replicas: tuple[Replica, Replica], kube: Kube, namespace: str) -> None:
-    high, low = replicas
+        start: Start, kube: Kube, namespace: str) -> None:
+    high, low = start("high", 200), start("low", 100)
     # Both replicas have announced themselves. (The low one may never log "Pausing": when it
     # sees the other at start-up it simply stays in kopf's initial pause.)
     wait_for("both replicas in the peering object", lambda: _peers(kube, namespace) == 2)
@@ -87,3 +121,30 @@ def test_only_the_highest_priority_replica_acts_and_the_other_takes_over(
     wait_for("Ready at generation 2 (by the remaining replica)",
              lambda: ready_at_generation(kube, namespace, 2), timeout=90)
     assert f"{namespace}/{NAME}: update ConfigMap" in low.text()
+
+
+def test_a_replica_started_beside_an_acting_one_does_nothing_before_it_has_seen_it(
+        start: Start, kube: Kube, namespace: str) -> None:
+    """As in every rollout of the operator's Deployment: a new replica starts while the
+    other serves. Here the serving one is frozen (its peering record still live) and the
+    resource changed, so a replica that acted before reading the peering object would
+    carry the change out (it did, within 2 s of starting, before kopf's peering was made
+    mandatory); it must wait, and the serving one, thawed, carries it out."""
+    high = start("high", 200)
+    kube.apply(secret(namespace))
+    kube.apply(cr(namespace))
+    wait_for("Ready", lambda: ready_at_generation(kube, namespace, 1), timeout=90)
+    before = log_level(kube, namespace)
+    assert before not in (None, "debug")
+    high.freeze()
+    kube.apply(cr(namespace, logLevel="debug"))
+    low = start("low", 100)
+    wait_for("the new replica in the peering object", lambda: _peers(kube, namespace) == 2)
+    stays("the ConfigMap as it was while only the new replica runs",
+          lambda: log_level(kube, namespace) == before, seconds=8)
+    high.thaw()
+    wait_for("Ready at generation 2 (by the replica that was serving)",
+             lambda: ready_at_generation(kube, namespace, 2), timeout=90)
+    assert log_level(kube, namespace) == "debug"
+    assert f"{namespace}/{NAME}: update ConfigMap" in high.text()
+    assert f"{namespace}/{NAME}:" not in low.text()

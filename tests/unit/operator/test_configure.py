@@ -29,15 +29,18 @@ def test_only_the_event_handlers_success_lines_are_dropped() -> None:
                                "now: boom", logging.ERROR))
 
 
-def configured(monkeypatch: pytest.MonkeyPatch, times: int = 1) -> kopf.OperatorSettings:
+def configured(monkeypatch: pytest.MonkeyPatch, times: int = 1,
+               standalone: bool = False) -> kopf.OperatorSettings:
     """kopf's settings after the startup handler ran `times` times in this process."""
     monkeypatch.setattr(Kube, "connect", classmethod(lambda cls, path=None: None))
     monkeypatch.delenv("AUTHZ_METRICS_PORT", raising=False)
+    monkeypatch.delenv("WATCH_NAMESPACES", raising=False)
     empty: dict[str, dict[Any, Any]] = {
         "secret_refs": {}, **{index_id: {} for index_id in indexes.INDEX_IDS.values()}}
     configure: Any = handlers.configure   # kopf's decorator types it as an activity
     memo = kopf.Memo()
     settings = kopf.OperatorSettings()
+    settings.peering.standalone = standalone
     try:
         for _ in range(times):
             configure(settings=settings, memo=memo, **empty)
@@ -51,6 +54,13 @@ def test_startup_installs_the_filter_once(monkeypatch: pytest.MonkeyPatch) -> No
     configured(monkeypatch, times=2)   # as tests start the operator again in one process
     objects = logging.getLogger("kopf.objects")
     assert sum(isinstance(f, handlers.QuietWatchers) for f in objects.filters) == 1
+
+
+def test_a_replica_starts_paused_until_the_peering_object_says_it_acts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """kopf's mandatory peering (peering.py): never two replicas acting at start-up."""
+    assert configured(monkeypatch).peering.mandatory
+    assert not configured(monkeypatch, standalone=True).peering.mandatory
 
 
 def resource(kind: kinds.Kind) -> references.Resource:
