@@ -148,3 +148,23 @@ def test_a_replica_started_beside_an_acting_one_does_nothing_before_it_has_seen_
     assert log_level(kube, namespace) == "debug"
     assert f"{namespace}/{NAME}: update ConfigMap" in high.text()
     assert f"{namespace}/{NAME}:" not in low.text()
+
+
+def test_a_replica_without_its_peering_object_says_so_and_acts_once_it_exists(
+        start: Start, kube: Kube, namespace: str, kubectl: Callable[..., Any]) -> None:
+    """The peering object is part of the install; without it a replica must not act (it
+    cannot know whether another does) and must say why, and it must act as soon as the
+    object is there again, without a restart."""
+    kubectl("delete", "-n", namespace, "kopfpeering", "default")
+    kube.apply(secret(namespace))
+    kube.apply(cr(namespace))
+    lone = start("lone", 100)
+    path = f"/apis/kopf.dev/v1/namespaces/{namespace}/kopfpeerings/default"
+    wait_for("the error naming the missing peering object",
+             lambda: f"kopf's peering object {path} does not exist" in lone.text())
+    stays("the resource untouched while the peering object is missing",
+          lambda: not kube.get("ConfigMap", namespace, f"{NAME}-config"), seconds=5)
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "default"}}))
+    wait_for("Ready once the peering object exists",
+             lambda: ready_at_generation(kube, namespace, 1), timeout=90)
