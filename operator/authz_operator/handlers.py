@@ -92,11 +92,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
         memo["metrics"] = metrics.Server(int(metrics_port))
     kube = Kube.connect(os.environ.get("AUTHZ_KUBECONFIG") or None)
     if settings.peering.mandatory:
-        for path in peering.missing(kube, peering.object_paths(
-                settings.peering.name, settings.peering.clusterwide,
-                watched_namespaces(os.environ))):
-            log.error("kopf's peering object %s does not exist: this replica acts on nothing "
-                      "until it does (it is part of the install: docs/install.md)", path)
+        peering.say_if_missing(kube, peering.object_paths(
+            settings.peering.name, settings.peering.clusterwide, watched_namespaces(os.environ)))
     # Reconciles read children, Jobs, pods, ReplicaSets and Secrets from kopf's indexes
     # (cache.py says what kopf guarantees); the indexes exist from now on, filled before
     # any resource handler runs.

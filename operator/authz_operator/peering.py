@@ -10,10 +10,12 @@ replica says so loudly when it does not (it would otherwise wait in silence).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
-from authz_operator.kube import Kube
+from authz_operator.kube import Kube, KubeError
 
+log = logging.getLogger(__name__)
 API = "/apis/kopf.dev/v1"
 
 
@@ -29,3 +31,16 @@ def object_paths(name: str, clusterwide: bool, namespaces: Sequence[str]) -> lis
 def missing(kube: Kube, paths: Sequence[str]) -> list[str]:
     """Those of `paths` the API server does not have."""
     return [path for path in paths if not kube.exists(path)]
+
+
+def say_if_missing(kube: Kube, paths: Sequence[str]) -> None:
+    """An error line for each of `paths` that does not exist. A failed check is a warning,
+    never a failed start: the check only explains a pause, it does not cause one."""
+    try:
+        absent = missing(kube, paths)
+    except KubeError as exc:
+        log.warning("could not check that kopf's peering objects exist: %s", exc)
+        return
+    for path in absent:
+        log.error("kopf's peering object %s does not exist: this replica acts on nothing "
+                  "until it does (it is part of the install: docs/install.md)", path)

@@ -49,3 +49,22 @@ def test_an_error_other_than_not_found_is_not_taken_for_missing() -> None:
     with pytest.raises(KubeError) as raised:
         peering.missing(Kube(Forbidden(set())), ["/apis/kopf.dev/v1/clusterkopfpeerings/x"])
     assert raised.value.status == 403
+
+
+def test_a_failed_check_is_a_warning_not_a_failed_start(caplog: pytest.LogCaptureFixture
+                                                         ) -> None:
+    class Broken(FakeApi):
+        def send(self, method: str, path: str, query: list[tuple[str, str]],
+                 data: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
+            return 403, b'{"message": "forbidden"}'
+
+    peering.say_if_missing(Kube(Broken(set())), ["/apis/kopf.dev/v1/clusterkopfpeerings/x"])
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "could not check" in caplog.text
+
+
+def test_each_missing_object_is_an_error_line(caplog: pytest.LogCaptureFixture) -> None:
+    paths = peering.object_paths("default", False, ["a", "b"])
+    peering.say_if_missing(Kube(FakeApi({paths[1]})), paths)
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    assert f"kopf's peering object {paths[0]} does not exist" in caplog.text
