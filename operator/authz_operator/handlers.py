@@ -18,7 +18,7 @@ from typing import Any
 
 import kopf
 
-from authz_operator import indexes, kinds, lifecycle, metrics, peering, watchjson
+from authz_operator import indexes, indexgate, kinds, lifecycle, metrics, peering, watchjson
 from authz_operator.cache import WatchCache, values
 from authz_operator.diffbase import LeanProgressStorage, MemoryDiffBaseStorage
 from authz_operator.kube import Kube, KubeError
@@ -53,6 +53,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
                                     key="last-handled-configuration")
     settings.persistence.diffbase_storage = handled
     memo["handled"] = handled
+    if not indexgate.install():
+        log.warning("kopf's watcher changed: a namespace deleted while this replica is "
+                    "paused may stop it from handling anything until it restarts")
     if not watchjson.install():
         log.warning("kopf's watch events are parsed by the json module (kopf changed): "
                     "slower, not wrong")
