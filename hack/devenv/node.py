@@ -23,6 +23,7 @@ import contextlib
 import json
 import shlex
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ KERNEL_TUNABLES = {
 CGROUP_ROOT = "authz-dev"   # every cgroup of the node lives under this one (cgroup v1)
 CGROUP_FS = Path("/sys/fs/cgroup")
 CNI_BIN = Path("/usr/lib/cni")
+# Seconds for containerd to answer: it first cleans up what the last run left (_answers).
+CONTAINERD_START = 120
 
 
 def base() -> Path:
@@ -262,7 +265,7 @@ def start(state: State, sandbox_image: str) -> None:
         _write(ctrd / "cni" / "10-authz-dev.conflist", json.dumps(cni_config(), indent=2))
         procs.start(state, "containerd", _in_node(holder, [
             shutil.which("containerd") or "containerd", "--config", str(config)]), paths.RUN,
-            ready=sock.exists)
+            ready=lambda: _answers(holder, sock), timeout=CONTAINERD_START)
 
     if not procs.alive(state.pids.get("kubelet")):
         port = procs.sticky_port(state.ports, "kubelet")
@@ -281,6 +284,18 @@ def start(state: State, sandbox_image: str) -> None:
             kube_proxy_config(state.kubeconfig, healthz, metrics)))
         procs.start(state, "kube-proxy", _in_node(holder, [
             str(bins / "kube-proxy"), f"--config={config}", "--v=1"]), paths.RUN)
+
+
+def _answers(holder: int, sock: Path) -> bool:
+    """Whether containerd answers on `sock`. Not whether the socket file exists: the file of
+    the last run stays, and a containerd that first cleans up the last run's hundreds of
+    dead containers answers only seconds after it started (`./hack/up` failed on it)."""
+    try:
+        answer = subprocess.run(_in_node(holder, ["ctr", f"--address={sock}", "version"]),
+                                capture_output=True, check=False, timeout=10)
+    except subprocess.TimeoutExpired:
+        return False
+    return answer.returncode == 0
 
 
 def ctr(state: State, *args: str) -> str:
