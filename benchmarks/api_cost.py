@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from authz_operator.resources import FIELD_MANAGER as OPERATOR_MANAGER
 from authz_operator.spec import GROUP, PLURAL, VERSION
 from benchmarks.scale_cluster import FIELD_MANAGER, ScaleCluster
 from benchmarks.scale_env import load_state
@@ -161,7 +162,7 @@ class ApiCost(ScaleCluster):
         self.apply_one(path, body)
 
         def status_patch(new: Obj) -> object:   # as the operator writes it
-            return self.call("PATCH", f"{path}/r/status?fieldManager=authz-operator",
+            return self.call("PATCH", f"{path}/r/status?fieldManager={OPERATOR_MANAGER}",
                              {"status": new}, MERGE)
 
         status_patch(status)

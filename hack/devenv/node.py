@@ -291,8 +291,8 @@ def _answers(holder: int, sock: Path) -> bool:
     the last run stays, and a containerd that first cleans up the last run's hundreds of
     dead containers answers only seconds after it started (`./hack/up` failed on it)."""
     try:
-        answer = subprocess.run(_in_node(holder, ["ctr", f"--address={sock}", "version"]),
-                                capture_output=True, check=False, timeout=10)
+        answer = subprocess.run(_ctr_argv(holder, sock, "version"), capture_output=True,
+                                check=False, timeout=10)
     except subprocess.TimeoutExpired:
         return False
     return answer.returncode == 0
@@ -303,8 +303,11 @@ def ctr(state: State, *args: str) -> str:
     holder = _holder_pid(state)
     assert holder is not None, "the node is not running"
     sock = base() / "containerd" / "containerd.sock"
-    return procs.run(_in_node(holder, ["ctr", f"--address={sock}", "--namespace=k8s.io",
-                                       *args])).stdout
+    return procs.run(_ctr_argv(holder, sock, "--namespace=k8s.io", *args)).stdout
+
+
+def _ctr_argv(holder: int, sock: Path, *args: str) -> list[str]:
+    return _in_node(holder, ["ctr", f"--address={sock}", *args])
 
 
 def stop(state: State) -> None:

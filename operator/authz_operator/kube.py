@@ -105,23 +105,21 @@ class Kube:
         return list(out.get("items") or []), int(version) if version.isdigit() else None
 
     def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        return self._get_path(KINDS[kind].path(namespace, name))
+
+    def exists(self, path: str) -> bool:
+        """Whether the object at an API path exists (for objects of kinds we do not make)."""
+        return self._get_path(path) is not None
+
+    def _get_path(self, path: str) -> Obj | None:
+        """The object at `path`; None if there is none (404)."""
         try:
-            obj: Obj = self._call("GET", KINDS[kind].path(namespace, name))
+            obj: Obj = self._call("GET", path)
         except KubeError as exc:
             if exc.status == 404:
                 return None
             raise
         return obj
-
-    def exists(self, path: str) -> bool:
-        """Whether the object at an API path exists (for objects of kinds we do not make)."""
-        try:
-            self._call("GET", path)
-        except KubeError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
 
     def list(self, kind: str, namespace: str, label_selector: str) -> list[Obj]:
         out = self._call("GET", KINDS[kind].path(namespace),

@@ -61,15 +61,20 @@ class Replica:
 Start = Callable[[str, int], Replica]
 
 
+def install_peering_crds(kubectl: Callable[..., Any]) -> None:
+    """kopf's two peering kinds (./hack/up installs them too), served before returning."""
+    kubectl("apply", "--server-side", "-f", str(PEERING_CRDS))
+    kubectl("wait", "--for=condition=Established", "--timeout=30s",
+            "crd/kopfpeerings.kopf.dev", "crd/clusterkopfpeerings.kopf.dev")
+
+
 @pytest.fixture
 def start(crd: None, cluster: DevEnv, shared_database: str, namespace: str, tmp_path: Path,
           kubectl: Callable[..., Any]) -> Iterator[Start]:
     """Starts replicas (name, priority) watching the test's namespace, with its peering
     object in place (the namespaced overlay installs one per watched namespace) and the
     database the resource's Secret names."""
-    kubectl("apply", "--server-side", "-f", str(PEERING_CRDS))
-    kubectl("wait", "--for=condition=Established", "--timeout=30s",
-            "crd/kopfpeerings.kopf.dev")
+    install_peering_crds(kubectl)
     kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(
         {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "default"}}))
     started: list[Replica] = []
@@ -181,9 +186,7 @@ def test_a_namespace_deleted_while_paused_does_not_stop_the_replica_once_it_acts
     minutes. Here the replica serves the pattern `<namespace>*` through a cluster-wide
     peering object of its own, absent at first (so it waits); a matching namespace comes
     and goes; the object is made; the resource must become Ready."""
-    kubectl("apply", "--server-side", "-f", str(PEERING_CRDS))
-    kubectl("wait", "--for=condition=Established", "--timeout=30s",
-            "crd/clusterkopfpeerings.kopf.dev")
+    install_peering_crds(kubectl)
     peering_name = f"{namespace}-peering"
     gone = f"{namespace}-gone"
     kube.apply(secret(namespace))
