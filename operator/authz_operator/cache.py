@@ -57,6 +57,7 @@ from authz_operator import trim
 from authz_operator.kube import Kube
 from authz_operator.labels import LABEL_INSTANCE, MANAGED
 from authz_operator.lifecycle.model import SecretView
+from authz_operator.news import LastKnown
 from authz_operator.spec import KIND
 
 Obj = dict[str, Any]
@@ -203,6 +204,7 @@ class WatchCache:
         self._lock = threading.Lock()
         self._written: dict[Key, Written] = {}
         self._gone: dict[Key, Gone] = {}
+        self.known = LastKnown()   # what a child's event must differ from to wake a reconcile
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -258,6 +260,7 @@ class WatchCache:
 
     def wrote(self, obj: Mapping[str, Any] | None) -> None:
         """An apply or a patch returned `obj`: read it until the watch has it."""
+        self.known.wrote(obj)
         if not obj or str(obj.get("kind")) not in trim.TRIMS:
             return
         meta = obj.get("metadata") or {}

@@ -211,26 +211,30 @@ async def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo,
         owner = (body.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/instance")
     if type is None:   # noticed by a listing: the operator's start, or a watch listing again
         _noticed(memo, str(resource.kind))
-    if namespace:
-        _watched(memo, type, str(resource.kind), namespace, body)
+    news = _watched(memo, type, str(resource.kind), namespace, body) if namespace else True
     wakeups = memo.get("wakeups")
     if owner and namespace and isinstance(wakeups, Wakeups):
-        wakeups.wake(namespace, owner, f"{body.get('kind')} event",
-                     child_handler(resource.plural))
+        if news:
+            wakeups.wake(namespace, owner, f"{body.get('kind')} event",
+                         child_handler(resource.plural))
+        else:
+            metrics.not_news(child_handler(resource.plural))
 
 
 def _watched(memo: kopf.Memo, type: str | None, kind: str, namespace: str,
-             body: Mapping[str, Any]) -> None:
+             body: Mapping[str, Any]) -> bool:
     """The watch delivered `body` (kopf updated the indexes first): the cache drops its own
-    copy of a deleted object, or a written copy this version covers."""
+    copy of a deleted object, or a written copy this version covers. True unless a child's
+    event carries nothing a reconcile reads that this process did not know (news.py)."""
     reads = _reconciler(memo).reads
     if not isinstance(reads, WatchCache):
-        return
+        return True
     meta = body.get("metadata", {})
     if type == "DELETED":   # the index has dropped it: drop our copy too
         reads.forget(kind, namespace, str(meta.get("name")), meta.get("uid"))
     else:
         reads.seen(kind, namespace, str(meta.get("name")), meta.get("resourceVersion"))
+    return reads.known.delivered(type, kind, body)
 
 
 def _noticed(memo: kopf.Memo, kind: str) -> None:

@@ -47,6 +47,11 @@ COALESCED = series.Counter(
     "Events folded into a reconcile of the same resource that had not started yet (it reads "
     "the latest state, so it covers them), by the kopf handler that received them.",
     [*RESOURCE, "handler"], registry=REGISTRY)
+NOT_NEWS = series.Counter(
+    "authz_operator_events_not_news_total",
+    "Child events that woke no reconcile: the child, as a reconcile reads it, was what the "
+    "operator last knew of it (news.py), by the kopf handler that received them.",
+    ["handler"], registry=REGISTRY)
 WRITES = series.Counter(
     "authz_operator_writes_total", "Writes a reconcile sent (applies, deletes, status, events).",
     list(RESOURCE), registry=REGISTRY)
@@ -211,6 +216,10 @@ def reconcile_failed(namespace: str, name: str, handler: str, seconds: float) ->
 
 def coalesced(namespace: str, name: str, handler: str) -> None:
     COALESCED.inc((namespace, name, handler))
+
+
+def not_news(handler: str) -> None:
+    NOT_NEWS.inc((handler,))
 
 
 def forget(namespace: str, name: str) -> None:

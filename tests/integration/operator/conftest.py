@@ -51,6 +51,14 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60) -> T
     pytest.fail(f"timed out waiting for {what} (last seen: {last!r})")
 
 
+def stays(what: str, probe: Callable[[], bool], seconds: float) -> None:
+    """`probe` holds for `seconds` (a window in which the wrong thing would have happened)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert probe(), f"no longer true: {what}"
+        time.sleep(0.2)
+
+
 def measured(what: str, value: float, unit: str) -> None:
     """Report a number for the issue note (on the real stderr: pytest captures sys.stderr)."""
     print(f"measured: {what}: {value:.2f} {unit}", file=sys.__stderr__)

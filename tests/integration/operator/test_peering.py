@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import yaml
 from authz_operator.kube import Kube
 from tests.conftest import DevEnv
 
-from .conftest import wait_for
+from .conftest import stays, wait_for
 from .helpers import NAME, cr, ready_at_generation, secret
 
 pytestmark = pytest.mark.cluster
@@ -97,14 +96,6 @@ def _peers(kube: Kube, namespace: str) -> int:
 def log_level(kube: Kube, namespace: str) -> str | None:
     data = (kube.get("ConfigMap", namespace, f"{NAME}-config") or {}).get("data") or {}
     return data.get("log-level")
-
-
-def stays(what: str, probe: Callable[[], bool], seconds: float) -> None:
-    """`probe` holds for `seconds` (a window in which the wrong thing would have happened)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert probe(), f"no longer true: {what}"
-        time.sleep(0.2)
 
 
 def test_only_the_highest_priority_replica_acts_and_the_other_takes_over(

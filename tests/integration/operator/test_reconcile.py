@@ -12,7 +12,7 @@ from authz_operator import metrics
 from authz_operator.kube import Kube
 from tests.conftest import SHARED_DATABASE_URL
 
-from .conftest import Recorder, measured, wait_for
+from .conftest import Recorder, measured, stays, wait_for
 from .helpers import IMAGE, NAME, condition, cr, ready_at_generation, reasons, secret, status
 from .inprocess import Operator
 
@@ -255,6 +255,32 @@ def test_a_child_that_lost_our_label_gets_it_back(operator: Operator, kube: Kube
     wait_for("the label back", relabelled)
     assert (kube.get("Service", namespace, NAME) or {})["metadata"]["uid"] == uid
     wait_for("a DriftCorrected event", lambda: "DriftCorrected" in reasons(kube, namespace))
+
+
+def test_a_child_status_no_reconcile_reads_wakes_none(
+        operator: Operator, kube: Kube, namespace: str,
+        kubectl: Callable[..., Any]) -> None:
+    """The disruption controller writes the PodDisruptionBudget's status as pods come and go;
+    no reconcile reads it (news.py), so such an event wakes no reconcile: it is counted as
+    not news, and the resource's reconciles woken by PDB events stay as they were."""
+    handler = "child-poddisruptionbudgets"
+    create(kube, namespace, autoscaling={"enabled": False})
+    wait_for("Ready", lambda: ready_at_generation(kube, namespace, 1), timeout=90)
+
+    def woken() -> float:
+        labels = {"namespace": namespace, "name": NAME, "handler": handler}
+        return (metrics.value("authz_operator_reconciles_total", labels)
+                + metrics.value("authz_operator_coalesced_total", labels))
+
+    def not_news() -> float:
+        return metrics.value("authz_operator_events_not_news_total", {"handler": handler})
+
+    before, quiet = woken(), not_news()
+    kubectl("patch", "-n", namespace, f"poddisruptionbudget/{NAME}", "--subresource=status",
+            "--type=merge", "-p", '{"status":{"disruptionsAllowed":7}}')
+    wait_for("the status event counted as not news", lambda: not_news() > quiet)
+    # a wake would start its reconcile 0.3 s later (wakeups.DEBOUNCE_SECONDS)
+    stays("no reconcile woken by a PDB event", lambda: woken() == before, 2)
 
 
 def test_missing_secret_then_missing_key_then_recovery(
