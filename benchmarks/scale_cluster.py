@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,6 +38,7 @@ class ScaleCluster:
         self.st, self.run_dir, self.run_id = st, run_dir, run_id
         self.spec, self.parallel = spec, parallel
         self.all_namespaces = False
+        self.metrics_port = 0   # the benchmark operator's, while it runs
         self.heap = False   # the operator traced, its heap report at the end of each size
         self.kubectl = [str(Path(st.kubectl_dir) / "kubectl"), f"--kubeconfig={st.kubeconfig}"]
         self.api = k8s_config.new_client_from_config(config_file=st.kubeconfig)
@@ -165,13 +167,14 @@ class ScaleCluster:
         """`authz-operator --standalone` serving the namespaces of `pattern` (kopf then
         watches each of them), or every namespace with one cluster-wide watch per kind
         (`all_namespaces`); its pid. With `heap`: tracing its allocations from the start,
-        its heap report written there on SIGUSR2 (authz_operator.heapreport)."""
+        its heap report written there on SIGUSR2 (authz_operator.heapreport). Its metrics
+        are served on loopback for `operator_metrics`."""
         where = "--all-namespaces" if self.all_namespaces else f"--namespace={pattern}"
-        port = procs.free_port()
+        port, self.metrics_port = procs.free_port(), procs.free_port()
         env = {k: v for k, v in os.environ.items()
-               if k not in ("WATCH_NAMESPACES", "AUTHZ_METRICS_PORT", "AUTHZ_KUBECONFIG",
-                            "PYTHONTRACEMALLOC", "AUTHZ_HEAP_REPORT")}
-        env["KUBECONFIG"] = str(kubeconfig)
+               if k not in ("WATCH_NAMESPACES", "AUTHZ_KUBECONFIG", "PYTHONTRACEMALLOC",
+                            "AUTHZ_HEAP_REPORT")}
+        env.update(KUBECONFIG=str(kubeconfig), AUTHZ_METRICS_PORT=str(self.metrics_port))
         if heap is not None:
             env.update(PYTHONTRACEMALLOC="1", AUTHZ_HEAP_REPORT=str(heap))
         with log.open("wb") as out:
@@ -192,6 +195,12 @@ class ScaleCluster:
                 proc.kill()
                 proc.wait(10)
 
+    def operator_metrics(self) -> str:
+        """The running benchmark operator's /metrics text."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return str(resp.read().decode())
+
     def cleanup(self) -> None:
         if self.made_namespaces:
             self.delete_namespaces(sorted(self.made_namespaces))
@@ -201,8 +210,6 @@ class ScaleCluster:
 
 
 def _answers(url: str) -> bool:
-    import urllib.request
-
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback http
             return bool(resp.status == 200)

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from authz_operator import resources
 from authz_operator.spec import API_VERSION, KIND, parse_spec
 from authz_operator.workload import JobState, job_state, rollout_state
@@ -174,10 +176,50 @@ class SizeResult:
     a_cpu: dict[str, float] = field(default_factory=dict)   # ... A's apply to all Ready
     heap_file: str = ""          # --heap: the operator's heap report at the end of the size
     heap: list[str] = field(default_factory=list)   # ... its first lines
+    wakes: dict[str, Wakes] = field(default_factory=dict)   # by handler, at all Ready (A)
 
     @property
     def ratio(self) -> float:
         return self.a_ready / self.b_ready if self.b_ready else float("nan")
+
+
+@dataclass(frozen=True)
+class Wakes:
+    """What one kopf handler woke during side A's convergence: reconciles it started, its
+    events folded into a reconcile already waiting (wakeups.py), and its events that woke
+    nothing, the child being as the operator knew it (news.py)."""
+    reconciles: float = 0.0
+    coalesced: float = 0.0
+    not_news: float = 0.0
+
+
+COUNTERS = {"authz_operator_reconciles_total": "reconciles",
+            "authz_operator_coalesced_total": "coalesced",
+            "authz_operator_events_not_news_total": "not_news"}
+
+
+def wakes_by_handler(exposition: str) -> dict[str, Wakes]:
+    """Sum the operator's counters of reconciles and of the events that did not start one
+    (its /metrics text) by the handler that received them."""
+    sums: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            field_name = COUNTERS.get(sample.name)
+            if field_name is not None:
+                counts = sums.setdefault(sample.labels["handler"], {})
+                counts[field_name] = counts.get(field_name, 0.0) + sample.value
+    return {h: Wakes(**counts) for h, counts in sorted(sums.items())}
+
+
+def wakes_line(r: SizeResult) -> str:
+    if not r.wakes:
+        return f"N={r.n}: the operator's reconciles were not counted (no metrics scraped)"
+    total = sum(w.reconciles for w in r.wakes.values())
+    return (f"N={r.n}: reconciles per resource until all Ready, {total / r.n:.2f} in all, by "
+            "the handler that woke them (its events folded into a waiting one; its events "
+            "that were not news): " + ", ".join(
+                f"{h} {w.reconciles / r.n:.2f} ({w.coalesced / r.n:.2f}; "
+                f"{w.not_news / r.n:.2f})" for h, w in r.wakes.items()))
 
 
 def _pcts(values: Sequence[float]) -> str:
@@ -208,8 +250,8 @@ def summary_table(results: Sequence[SizeResult]) -> list[str]:
 
 def traffic_tables(r: SizeResult) -> list[str]:
     if r.converge is None:
-        return [f"N={r.n}: no audit log, requests not counted"]
-    lines = [f"N={r.n}: the operator's requests during convergence "
+        return [wakes_line(r), f"N={r.n}: no audit log, requests not counted"]
+    lines = [wakes_line(r), f"N={r.n}: the operator's requests during convergence "
              f"({len(r.converge.requests)} in all, {len(r.converge.requests) / r.n:.1f} "
              "per resource), per resource by verb: " + ", ".join(
                  f"{verb} {per:.2f}" for verb, per in r.converge.per_resource(r.n)),

@@ -27,6 +27,7 @@ from benchmarks.scale_model import (
     rendered_children,
     resource,
     resource_ready,
+    wakes_by_handler,
 )
 from benchmarks.scale_watch import (
     RssSampler,
@@ -102,6 +103,7 @@ class Bench(ScaleCluster):
                 result.a_apply = time.monotonic() - started
                 crs.wait(lambda: len(crs.done_at) >= n, 600 + 2 * n, f"N={n}: A all Ready")
                 result.a_cpu = cpu_used(cpu0, self.cpu_now(pid))
+                result.wakes = wakes_by_handler(self.operator_metrics())
                 times = [t - started for t in crs.done_at.values()]
                 result.a_ready, result.a_median = max(times), statistics.median(times)
                 wall1 = wall0 + result.a_ready

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from authz_operator import resources
+from authz_operator import metrics, resources
 from authz_operator.spec import parse_spec
 from benchmarks import audit
 from benchmarks import scale_model as scale
@@ -128,7 +128,8 @@ def test_the_summary_rows() -> None:
                    "MiB | 0 in 30 s | 0.50 / 1.00 s | 0.10 / 0.10 s |")
     assert converge.per_resource(10) == [("get", 3.0), ("patch", 1.0)]
     tables = scale.traffic_tables(result)
-    assert tables[0].endswith("per resource by verb: get 3.00, patch 1.00")
+    assert tables[0] == "N=10: the operator's reconciles were not counted (no metrics scraped)"
+    assert tables[1].endswith("per resource by verb: get 3.00, patch 1.00")
     assert "| get | deployments | 30 |" in tables
     assert "no audit log" in scale.summary_table([scale.SizeResult(n=1, namespaces=1)])[2]
 
@@ -195,3 +196,37 @@ def test_the_cpu_table_sets_each_process_side_by_side_with_the_machines_share() 
     assert table[-2:] == ["B: the machine busy 75% of its cores' time",
                           "A: the machine busy 90% of its cores' time"]
     assert scale.cpu_table(scale.SizeResult(n=1, namespaces=1), cores=2) == []
+
+
+def test_reconciles_are_summed_by_the_handler_that_woke_them_from_the_operators_metrics(
+) -> None:
+    def now() -> dict[str, scale.Wakes]:   # the operator's registry, other tests' series too
+        return scale.wakes_by_handler(metrics.generate().decode())
+
+    before = now()
+    for name in ("bench-a", "bench-b"):
+        metrics.reconciled("bench-ns", name, "reconcile", 0.1, 1, {}, {}, {}, [])
+        metrics.reconciled("bench-ns", name, "child-deployments", 0.1, 0, {}, {}, {}, [])
+        metrics.coalesced("bench-ns", name, "child-deployments")
+    metrics.reconcile_failed("bench-ns", "bench-a", "child-deployments", 0.1)
+    metrics.coalesced("bench-ns", "bench-a", "child-pods")
+    metrics.not_news("child-pods")
+    try:
+        after = now()
+    finally:
+        for name in ("bench-a", "bench-b"):
+            metrics.forget("bench-ns", name)
+    none = scale.Wakes()
+    added = {h: (w.reconciles - before.get(h, none).reconciles,
+                 w.coalesced - before.get(h, none).coalesced,
+                 w.not_news - before.get(h, none).not_news)
+             for h, w in after.items()}
+    assert {h: a for h, a in added.items() if a != (0, 0, 0)} == {
+        "reconcile": (2, 0, 0), "child-deployments": (3, 2, 0),   # a failed one ran too
+        "child-pods": (0, 1, 1)}
+    result = scale.SizeResult(n=2, namespaces=1, wakes={
+        "child-deployments": scale.Wakes(3, 2, 4), "reconcile": scale.Wakes(2, 0)})
+    assert scale.wakes_line(result) == (
+        "N=2: reconciles per resource until all Ready, 2.50 in all, by the handler that woke "
+        "them (its events folded into a waiting one; its events that were not news): "
+        "child-deployments 1.50 (1.00; 2.00), reconcile 1.00 (0.00; 0.00)")
