@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from authz_operator import trim
+from authz_operator.workload import job_endings
 
 Key = tuple[str, str, str]   # (kind, namespace, name)
 TRACKED = frozenset({*trim.CHILD_KINDS, "Job"})
@@ -46,12 +47,17 @@ def _key(kind: str, obj: Mapping[str, Any]) -> Key:
     return kind, str(meta.get("namespace")), str(meta.get("name"))
 
 
-def digest(trimmed: Mapping[str, Any]) -> int:
+def digest(kind: str, trimmed: Mapping[str, Any]) -> int:
     """The trimmed object without its resourceVersion (every write changes that alone), nor
-    its apiVersion and kind (a listed object may lack them)."""
+    its apiVersion and kind (a listed object may lack them). Of a Job's status only the
+    condition that ended it counts: the lifecycle decides on that (`workload.job_state`);
+    its start and completion times are read along with it (`metrics.job_seconds`), and the
+    `Complete` that follows `SuccessCriteriaMet` changes nothing it decides."""
     meta = {k: v for k, v in (trimmed.get("metadata") or {}).items()
             if k != "resourceVersion"}
     rest = {k: v for k, v in trimmed.items() if k not in ("apiVersion", "kind", "metadata")}
+    if kind == "Job" and "status" in rest:
+        rest["status"] = job_endings(trimmed)[:1]
     return hash(orjson.dumps({**rest, "metadata": meta}, default=dict))
 
 
@@ -71,7 +77,7 @@ class LastKnown:
         trimmed = trim.TRIMS[kind](obj)
         if trimmed.get("status"):
             return   # its status may be newer than what the reconcile read
-        self._remember(_key(kind, obj), Known(trim.resource_version(obj), digest(trimmed)))
+        self._remember(_key(kind, obj), Known(trim.resource_version(obj), digest(kind, trimmed)))
 
     def delivered(self, type: str | None, kind: str, obj: Mapping[str, Any]) -> bool:
         """The watch delivered `obj`, of `kind` (`type` as kopf gives it: None for a listed
@@ -83,7 +89,7 @@ class LastKnown:
             with self._lock:
                 self._known.pop(key, None)
             return True
-        new = Known(trim.resource_version(obj), digest(trim.TRIMS[kind](obj)))
+        new = Known(trim.resource_version(obj), digest(kind, trim.TRIMS[kind](obj)))
         with self._lock:
             old = self._known.get(key)
         self._remember(key, new)

@@ -57,13 +57,19 @@ def test_what_the_lifecycle_reads_of_a_deployment_or_job_status_is_news() -> Non
     assert known.delivered("MODIFIED", "Deployment", deployment(11, ready=0))
     assert known.delivered("MODIFIED", "Deployment", deployment(12, ready=1))
     assert known.delivered("ADDED", "Job", job(20))
-    assert known.delivered("MODIFIED", "Job", job(21, startTime="2026-12-05T00:00:00Z"))
-    # the Job's pod became ready: nothing the lifecycle reads
+    # the Job started, its pod became ready: nothing the lifecycle decides on
+    assert not known.delivered("MODIFIED", "Job", job(21, startTime="2026-12-05T00:00:00Z"))
     assert not known.delivered("MODIFIED", "Job", job(22, startTime="2026-12-05T00:00:00Z",
                                                       active=1, ready=1))
+    met = {"type": "SuccessCriteriaMet", "status": "True"}
     assert known.delivered("MODIFIED", "Job", job(
-        23, startTime="2026-12-05T00:00:00Z", completionTime="2026-12-05T00:00:09Z",
-        conditions=[{"type": "Complete", "status": "True"}]))
+        23, startTime="2026-12-05T00:00:00Z", conditions=[met]))
+    # the pods are gone: Complete follows, the Job had already ended
+    assert not known.delivered("MODIFIED", "Job", job(
+        24, startTime="2026-12-05T00:00:00Z", completionTime="2026-12-05T00:00:09Z",
+        conditions=[met, {"type": "Complete", "status": "True"}]))
+    assert known.delivered("MODIFIED", "Job", job(
+        25, conditions=[{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]))
 
 
 def test_a_written_child_with_a_status_the_lifecycle_reads_stays_news() -> None:
