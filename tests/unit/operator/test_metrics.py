@@ -193,7 +193,7 @@ def test_the_documented_metrics_are_the_ones_defined() -> None:
         documented[row[1]] = set(re.findall(r"\b(namespace|name|[a-z]+)\b(?![`)])",
                                             re.sub(r"\([^)]*\)", "", row[2])))
     defined = {m.name + ("_total" if m.kind == "counter" else ""): set(m.labelnames)
-               for m in (*metrics.PER_RESOURCE, metrics.HANDLER_ERRORS)}
+               for m in (*metrics.PER_RESOURCE, metrics.HANDLER_ERRORS, metrics.NOT_NEWS)}
     assert documented == defined
 
 
