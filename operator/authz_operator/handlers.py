@@ -24,6 +24,7 @@ from authz_operator.diffbase import LeanProgressStorage, MemoryDiffBaseStorage
 from authz_operator.kube import Kube, KubeError
 from authz_operator.labels import KOPF_ANNOTATION_PREFIX, MANAGED, watch_selector
 from authz_operator.main import CLUSTER_PEERING_ENV, watched_namespaces
+from authz_operator.news import Check
 from authz_operator.pacing import StatusPace
 from authz_operator.reconciler import Reconciler
 from authz_operator.resync import Relists, Resync
@@ -214,18 +215,19 @@ async def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo,
     news = _watched(memo, type, str(resource.kind), namespace, body) if namespace else True
     wakeups = memo.get("wakeups")
     if owner and namespace and isinstance(wakeups, Wakeups):
-        if news:
-            wakeups.wake(namespace, owner, f"{body.get('kind')} event",
-                         child_handler(resource.plural))
+        handler = child_handler(resource.plural)
+        if news is False:
+            metrics.not_news(handler)
         else:
-            metrics.not_news(child_handler(resource.plural))
+            wakeups.wake(namespace, owner, f"{body.get('kind')} event", handler,
+                         unless=None if news is True else news)
 
 
 def _watched(memo: kopf.Memo, type: str | None, kind: str, namespace: str,
-             body: Mapping[str, Any]) -> bool:
+             body: Mapping[str, Any]) -> bool | Check:
     """The watch delivered `body` (kopf updated the indexes first): the cache drops its own
-    copy of a deleted object, or a written copy this version covers. True unless a child's
-    event carries nothing a reconcile reads that this process did not know (news.py)."""
+    copy of a deleted object, or a written copy this version covers. Whether a child's
+    event is news to a reconcile, or the check that tells later (news.py)."""
     reads = _reconciler(memo).reads
     if not isinstance(reads, WatchCache):
         return True

@@ -16,6 +16,11 @@ Deployment or Job is known from a write only when just created (empty status); a
 update the API server's answer can carry a status newer than the one the reconcile read,
 which must still wake it.
 
+A child the watch delivers as ADDED before the reconcile thread that created it has recorded
+its write (the thread waits for the GIL while the event loop parses events: a third of the
+creations at 1,000 resources) is news unless that write is recorded by the time its wake
+would start a reconcile: `delivered` answers with that check, and `wakeups.py` asks it then.
+
 Listings (`type` None) and deletions are always news; pods and orphaned ReplicaSets are not
 tracked (their events are filtered by kind in handlers.py).
 """
@@ -23,7 +28,7 @@ tracked (their events are filtered by kind in handlers.py).
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +38,7 @@ from authz_operator import trim
 from authz_operator.workload import job_endings
 
 Key = tuple[str, str, str]   # (kind, namespace, name)
+Check = Callable[[], bool]   # asked later: True when the event turned out not to be news
 TRACKED = frozenset({*trim.CHILD_KINDS, "Job"})
 
 
@@ -40,6 +46,7 @@ TRACKED = frozenset({*trim.CHILD_KINDS, "Job"})
 class Known:
     version: int | None   # resourceVersion, as trim.resource_version reads it
     digest: int           # of the trimmed object without its resourceVersion
+    written: bool = False   # known from a reconcile's write, not (yet) from the watch
 
 
 def _key(kind: str, obj: Mapping[str, Any]) -> Key:
@@ -77,11 +84,14 @@ class LastKnown:
         trimmed = trim.TRIMS[kind](obj)
         if trimmed.get("status"):
             return   # its status may be newer than what the reconcile read
-        self._remember(_key(kind, obj), Known(trim.resource_version(obj), digest(kind, trimmed)))
+        self._remember(_key(kind, obj),
+                       Known(trim.resource_version(obj), digest(kind, trimmed), written=True))
 
-    def delivered(self, type: str | None, kind: str, obj: Mapping[str, Any]) -> bool:
+    def delivered(self, type: str | None, kind: str, obj: Mapping[str, Any]) -> bool | Check:
         """The watch delivered `obj`, of `kind` (`type` as kopf gives it: None for a listed
-        one, whose body may lack its kind); True when it is news."""
+        one, whose body may lack its kind). True when it is news, False when not; for a
+        child added that this process has not recorded a write of, a check to ask when the
+        wake fires: has a reconcile recorded writing this very version by then?"""
         if kind not in TRACKED:
             return True
         key = _key(kind, obj)
@@ -93,16 +103,30 @@ class LastKnown:
         with self._lock:
             old = self._known.get(key)
         self._remember(key, new)
-        return type is None or old is None or old.digest != new.digest
+        if type is None or (old is not None and old.digest != new.digest):
+            return True
+        if old is not None:
+            return False
+        if type != "ADDED" or new.version is None:
+            return True
+        return lambda: self._written(key, new.version)
+
+    def _written(self, key: Key, version: int | None) -> bool:
+        with self._lock:
+            known = self._known.get(key)
+        return known is not None and known.written and known.version == version
 
     def _remember(self, key: Key, new: Known) -> None:
         """Keep `new` unless a newer version is known (a reconcile thread's write can be
-        recorded after the watch delivered a later change)."""
+        recorded after the watch delivered a later change); the same version delivered
+        keeps the mark of its write."""
         with self._lock:
             old = self._known.get(key)
             if old is None or old.version is None or new.version is None \
-                    or new.version >= old.version:
+                    or new.version > old.version:
                 self._known[key] = new
+            elif new.version == old.version:
+                self._known[key] = Known(new.version, new.digest, old.written or new.written)
 
     def __len__(self) -> int:
         with self._lock:

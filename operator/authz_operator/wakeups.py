@@ -10,6 +10,9 @@ on the event loop, and returns; the first mark of a burst schedules one reconcil
 `DEBOUNCE_SECONDS` later in our own thread pool, and the marks that arrive before it starts
 are counted as coalesced. A mark that arrives while that reconcile runs schedules the next
 one, so the last event of a burst is always read by a reconcile that starts after it.
+
+A mark may come with a check (`unless`, news.py): a burst whose every mark has one, and
+whose checks all say "not news" when its timer fires, starts no reconcile.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from authz_operator import metrics
 DEBOUNCE_SECONDS = 0.3
 Key = tuple[str, str]                         # (namespace, name)
 Run = Callable[[str, str, str, str], None]    # namespace, name, why, handler
+Unless = Callable[[], bool]                   # True: the mark turned out not to be news
 
 
 class Wakeups:
@@ -34,13 +38,20 @@ class Wakeups:
             max_workers=workers, thread_name_prefix="reconcile")
         self._lock = threading.Lock()
         self._scheduled: dict[Key, asyncio.TimerHandle] = {}
+        # per scheduled burst: its marks' checks, each with its handler and whether it joined
+        # a scheduled timer (folded, if the burst runs); None once a mark without a check
+        # is among them (then it runs whatever they say)
+        self._unless: dict[Key, list[tuple[Unless, str, bool]] | None] = {}
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None   # kopf's, from the first wake
 
-    def wake(self, namespace: str, name: str, why: str, handler: str) -> None:
-        """Called on the event loop: reconcile (namespace, name) soon, once for the burst."""
+    def wake(self, namespace: str, name: str, why: str, handler: str,
+             unless: Unless | None = None) -> None:
+        """Called on the event loop: reconcile (namespace, name) soon, once for the burst;
+        with `unless`, not if it says so when the burst's timer fires (and every other
+        mark of the burst agrees)."""
         self._loop = asyncio.get_running_loop()
-        self._schedule((namespace, name), self._debounce, why, handler)
+        self._schedule((namespace, name), self._debounce, why, handler, unless)
 
     def later(self, namespace: str, name: str, delay: float, why: str, handler: str) -> bool:
         """From any thread: reconcile (namespace, name) in `delay` seconds (or sooner, with
@@ -55,7 +66,8 @@ class Wakeups:
             return False
         return True
 
-    def _schedule(self, key: Key, delay: float, why: str, handler: str) -> None:
+    def _schedule(self, key: Key, delay: float, why: str, handler: str,
+                  unless: Unless | None = None) -> None:
         """On the event loop: one timer per resource. A wake joins a timer that fires no
         later than it would; an earlier one replaces it (a child event must not wait for a
         paced status write's timer), and that reconcile does what the later one would."""
@@ -64,8 +76,18 @@ class Wakeups:
             if self._closed:
                 return
             timer = self._scheduled.get(key)
+            checks = self._unless.get(key, [])
+            runs = unless is None or checks is None   # whatever the checks say
+            if unless is None or checks is None:
+                self._unless[key] = None
+                for _, folded, joined in checks or ():   # the burst runs: they are folded
+                    if joined:
+                        metrics.coalesced(key[0], key[1], folded)
+            else:
+                self._unless[key] = [*checks, (unless, handler, timer is not None)]
             if timer is not None:
-                metrics.coalesced(key[0], key[1], handler)
+                if runs:
+                    metrics.coalesced(key[0], key[1], handler)
                 if timer.when() <= loop.time() + delay:
                     return
                 timer.cancel()
@@ -74,9 +96,19 @@ class Wakeups:
     def _start(self, key: Key, why: str, handler: str) -> None:
         with self._lock:
             self._scheduled.pop(key, None)   # from now on, a new event needs a new reconcile
+            checks = self._unless.pop(key, None)
             if self._closed:
                 return
-            self._pool.submit(self._run, key[0], key[1], why, handler)
+        if checks and all(unless() for unless, _, _ in checks):   # outside our lock (news.py's)
+            for _, marked, _ in checks:
+                metrics.not_news(marked)
+            return
+        for _, folded, joined in checks or ():
+            if joined:
+                metrics.coalesced(key[0], key[1], folded)
+        with self._lock:
+            if not self._closed:
+                self._pool.submit(self._run, key[0], key[1], why, handler)
 
     def stop(self) -> None:
         """Stop waking; wait for the reconciles that run (they hold API connections)."""
@@ -85,4 +117,5 @@ class Wakeups:
             for timer in self._scheduled.values():
                 timer.cancel()
             self._scheduled.clear()
+            self._unless.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from authz_operator.news import LastKnown
@@ -16,6 +17,11 @@ def obj(kind: str, rv: int, **rest: Any) -> Obj:
                          "resourceVersion": str(rv), "generation": 1,
                          "labels": {"app.kubernetes.io/managed-by": "authz-operator"}},
             **rest}
+
+
+def news(verdict: bool | Callable[[], bool]) -> bool:
+    """What a wake makes of `delivered`'s answer (a check is asked when it would fire)."""
+    return verdict if isinstance(verdict, bool) else not verdict()
 
 
 def pdb(rv: int, healthy: int = 0, min_available: int = 1) -> Obj:
@@ -42,7 +48,7 @@ def test_the_echo_of_a_created_child_is_not_news() -> None:
 
 def test_a_status_no_reconcile_reads_is_not_news_and_the_rest_is() -> None:
     known = LastKnown()
-    assert known.delivered("ADDED", "PodDisruptionBudget", pdb(10))
+    assert news(known.delivered("ADDED", "PodDisruptionBudget", pdb(10)))
     assert not known.delivered("MODIFIED", "PodDisruptionBudget", pdb(11, healthy=2))
     assert known.delivered("MODIFIED", "PodDisruptionBudget", pdb(12, healthy=2,
                                                                   min_available=2))
@@ -53,10 +59,10 @@ def test_a_status_no_reconcile_reads_is_not_news_and_the_rest_is() -> None:
 
 def test_what_the_lifecycle_reads_of_a_deployment_or_job_status_is_news() -> None:
     known = LastKnown()
-    assert known.delivered("ADDED", "Deployment", deployment(10))
+    assert news(known.delivered("ADDED", "Deployment", deployment(10)))
     assert known.delivered("MODIFIED", "Deployment", deployment(11, ready=0))
     assert known.delivered("MODIFIED", "Deployment", deployment(12, ready=1))
-    assert known.delivered("ADDED", "Job", job(20))
+    assert news(known.delivered("ADDED", "Job", job(20)))
     # the Job started, its pod became ready: nothing the lifecycle decides on
     assert not known.delivered("MODIFIED", "Job", job(21, startTime="2026-12-05T00:00:00Z"))
     assert not known.delivered("MODIFIED", "Job", job(22, startTime="2026-12-05T00:00:00Z",
@@ -91,7 +97,7 @@ def test_listings_and_deletions_are_always_news_and_a_deletion_forgets() -> None
     assert not known.delivered("MODIFIED", "ConfigMap", cm)   # a listed body lacks its kind
     assert known.delivered("DELETED", "ConfigMap", cm)
     assert len(known) == 0
-    assert known.delivered("ADDED", "ConfigMap", obj("ConfigMap", 14, data={"a": "1"}))
+    assert news(known.delivered("ADDED", "ConfigMap", obj("ConfigMap", 14, data={"a": "1"})))
 
 
 def test_a_write_recorded_after_a_later_delivery_does_not_replace_it() -> None:
@@ -113,3 +119,22 @@ def test_pods_replica_sets_and_secrets_are_not_tracked() -> None:
         assert known.delivered("MODIFIED", kind, same)
         assert known.delivered("MODIFIED", kind, same)
     assert len(known) == 0
+
+
+def test_a_child_added_before_its_write_is_recorded_is_news_unless_it_is_by_then() -> None:
+    """The event loop can deliver a created child before the reconcile thread that created
+    it records its write: the answer is a check, asked when the wake would fire."""
+    known = LastKnown()
+    sa = obj("ServiceAccount", 10)
+    check = known.delivered("ADDED", "ServiceAccount", sa)
+    assert callable(check)
+    assert not check()
+    known.wrote(copy.deepcopy(sa))
+    assert check()
+    assert not known.delivered("MODIFIED", "ServiceAccount", sa)   # the write is known now
+
+    someone_elses = known.delivered("ADDED", "ConfigMap", obj("ConfigMap", 20, data={}))
+    assert callable(someone_elses)
+    known.wrote(obj("ConfigMap", 21, data={"a": "1"}))   # a later version: not this one
+    assert not someone_elses()
+    assert known.delivered("MODIFIED", "ConfigMap", obj("ConfigMap", 22, data={"b": "2"}))

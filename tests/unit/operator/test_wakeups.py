@@ -137,3 +137,39 @@ def test_an_event_does_not_wait_for_a_later_paced_reconcile() -> None:
     wakeups.stop()
     assert [c[1] for c in calls.calls] == ["other", "paced"]
     assert calls.calls[1][3] == "child-deployments"
+
+
+def not_news(handler: str) -> float:
+    value = metrics.REGISTRY.get_sample_value("authz_operator_events_not_news_total",
+                                              {"handler": handler})
+    return value or 0.0
+
+
+def test_a_burst_of_marks_whose_checks_all_say_not_news_starts_no_reconcile() -> None:
+    """news.py's deferred check: asked when the burst's timer fires, not when marked."""
+    calls = Calls()
+    wakeups = Wakeups(calls, workers=2, debounce=DEBOUNCE)
+    written = {"a": False, "b": False}
+    before = not_news("child-serviceaccounts"), not_news("child-configmaps")
+    folded = coalesced("mixed")
+
+    async def scenario() -> None:
+        wakeups.wake("ns", "echo", "ServiceAccount event", "child-serviceaccounts",
+                     unless=lambda: written["a"])
+        wakeups.wake("ns", "echo", "ConfigMap event", "child-configmaps",
+                     unless=lambda: written["b"])
+        written.update(a=True, b=True)   # the reconcile thread records its writes meanwhile
+        # one check says news: the burst runs
+        wakeups.wake("ns", "news", "ServiceAccount event", "child-pods", unless=lambda: False)
+        # a mark without a check joins: the burst runs whatever its checks say
+        wakeups.wake("ns", "mixed", "ServiceAccount event", "child-pods", unless=lambda: True)
+        wakeups.wake("ns", "mixed", "Pod event", "child-pods")
+        await until(lambda: len(calls.calls) == 2)
+        await asyncio.sleep(DEBOUNCE * 3)   # nothing else comes
+
+    asyncio.run(scenario())
+    wakeups.stop()
+    assert sorted(c[1] for c in calls.calls) == ["mixed", "news"]
+    assert (not_news("child-serviceaccounts") - before[0],
+            not_news("child-configmaps") - before[1]) == (1, 1)
+    assert coalesced("mixed") - folded == 1   # the mark that joined the burst's timer
