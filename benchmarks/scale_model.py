@@ -11,7 +11,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from authz_operator import resources
+from authz_operator import metrics, resources
 from authz_operator.spec import API_VERSION, KIND, parse_spec
 from authz_operator.workload import JobState, job_state, rollout_state
 from benchmarks import audit
@@ -193,9 +193,9 @@ class Wakes:
     not_news: float = 0.0
 
 
-COUNTERS = {"authz_operator_reconciles_total": "reconciles",
-            "authz_operator_coalesced_total": "coalesced",
-            "authz_operator_events_not_news_total": "not_news"}
+COUNTERS = {f"{counter.name}_total": field_name for counter, field_name in (
+    (metrics.RECONCILES, "reconciles"), (metrics.COALESCED, "coalesced"),
+    (metrics.NOT_NEWS, "not_news"))}
 
 
 def wakes_by_handler(exposition: str) -> dict[str, Wakes]:

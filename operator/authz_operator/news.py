@@ -100,9 +100,7 @@ class LastKnown:
                 self._known.pop(key, None)
             return True
         new = Known(trim.resource_version(obj), digest(kind, trim.TRIMS[kind](obj)))
-        with self._lock:
-            old = self._known.get(key)
-        self._remember(key, new)
+        old = self._remember(key, new)
         if type is None or (old is not None and old.digest != new.digest):
             return True
         if old is not None:
@@ -116,10 +114,10 @@ class LastKnown:
             known = self._known.get(key)
         return known is not None and known.written and known.version == version
 
-    def _remember(self, key: Key, new: Known) -> None:
+    def _remember(self, key: Key, new: Known) -> Known | None:
         """Keep `new` unless a newer version is known (a reconcile thread's write can be
         recorded after the watch delivered a later change); the same version delivered
-        keeps the mark of its write."""
+        keeps the mark of its write. Returns what was known before."""
         with self._lock:
             old = self._known.get(key)
             if old is None or old.version is None or new.version is None \
@@ -127,6 +125,7 @@ class LastKnown:
                 self._known[key] = new
             elif new.version == old.version:
                 self._known[key] = Known(new.version, new.digest, old.written or new.written)
+        return old
 
     def __len__(self) -> int:
         with self._lock:

@@ -80,9 +80,7 @@ class Wakeups:
             runs = unless is None or checks is None   # whatever the checks say
             if unless is None or checks is None:
                 self._unless[key] = None
-                for _, folded, joined in checks or ():   # the burst runs: they are folded
-                    if joined:
-                        metrics.coalesced(key[0], key[1], folded)
+                _folded(key, checks or [])   # the burst runs whatever they say
             else:
                 self._unless[key] = [*checks, (unless, handler, timer is not None)]
             if timer is not None:
@@ -103,9 +101,7 @@ class Wakeups:
             for _, marked, _ in checks:
                 metrics.not_news(marked)
             return
-        for _, folded, joined in checks or ():
-            if joined:
-                metrics.coalesced(key[0], key[1], folded)
+        _folded(key, checks or [])
         with self._lock:
             if not self._closed:
                 self._pool.submit(self._run, key[0], key[1], why, handler)
@@ -119,3 +115,10 @@ class Wakeups:
             self._scheduled.clear()
             self._unless.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _folded(key: Key, checks: list[tuple[Unless, str, bool]]) -> None:
+    """The burst runs: its checked marks that joined its timer were folded into it."""
+    for _, handler, joined in checks:
+        if joined:
+            metrics.coalesced(key[0], key[1], handler)

@@ -140,9 +140,7 @@ def test_an_event_does_not_wait_for_a_later_paced_reconcile() -> None:
 
 
 def not_news(handler: str) -> float:
-    value = metrics.REGISTRY.get_sample_value("authz_operator_events_not_news_total",
-                                              {"handler": handler})
-    return value or 0.0
+    return metrics.value("authz_operator_events_not_news_total", {"handler": handler})
 
 
 def test_a_burst_of_marks_whose_checks_all_say_not_news_starts_no_reconcile() -> None:
