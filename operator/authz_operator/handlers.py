@@ -51,7 +51,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
     # an annotation that costs a write of the resource per change (diffbase.py)
     settings.persistence.progress_storage = LeanProgressStorage(prefix=KOPF_ANNOTATION_PREFIX)
     handled = MemoryDiffBaseStorage(prefix=KOPF_ANNOTATION_PREFIX,
-                                    key="last-handled-configuration")
+                                    key="last-handled-configuration", changing={(GROUP, KIND)})
     settings.persistence.diffbase_storage = handled
     memo["handled"] = handled
     if not indexgate.install():

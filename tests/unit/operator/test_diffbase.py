@@ -138,6 +138,22 @@ def test_kopf_finds_a_spec_change_against_the_remembered_essence() -> None:
         assert (old != storage.build(body=as_body(new))) is differs
 
 
+def test_only_kinds_with_change_handlers_get_an_essence() -> None:
+    storage = MemoryDiffBaseStorage(prefix=KOPF_ANNOTATION_PREFIX, key=KEY,
+                                    changing={("rwadurian.io", "AuthorizationService")})
+    ours = body()
+    assert storage.build(body=as_body(ours)) == memory_storage().build(body=as_body(ours))
+    deployment = {**body(), "apiVersion": "apps/v1", "kind": "Deployment"}
+    same_kind_other_group = {**body(), "apiVersion": "other.example/v1"}
+    pod = {**body(), "apiVersion": "v1", "kind": "Pod"}   # the core group: ""
+    for other in (deployment, same_kind_other_group, pod):
+        assert storage.build(body=as_body(other)) == {}
+    unsaid = body()
+    del unsaid["kind"]   # a body that does not say its kind gets kopf's essence
+    assert storage.build(body=as_body(unsaid)) == memory_storage().build(body=as_body(unsaid))
+    assert storage.build(body=as_body(pod), extra_fields=["status.phase"]) != {}
+
+
 def test_a_deleted_resource_is_forgotten() -> None:
     storage, raw = memory_storage(), body()
     storage.store(body=as_body(raw), patch=kopf.Patch(), essence=storage.build(body=as_body(raw)))
