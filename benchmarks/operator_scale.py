@@ -26,8 +26,8 @@ with tracemalloc and prints its heap report (authz_operator/heapreport.py) at ea
 
 Usage (inside the environment's network namespace; `./hack/bench operator-scale` does it):
     .venv/bin/python -m benchmarks.operator_scale [--sizes 1,10,100,1000] [--idle-seconds S]
-        [--tries 5] [--replicas 2] [--plot docs/benchmarks-operator-scale.png] [--run-dir DIR]
-        [--heap]
+        [--tries 5] [--replicas 2] [--rounds R] [--plot docs/benchmarks-operator-scale.png]
+        [--run-dir DIR] [--heap]
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ from benchmarks.scale_model import (
     namespace_count,
     rendered_children,
     resource_spec,
+    rounds_lines,
     run_labels,
     summary_table,
     traffic_tables,
@@ -85,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="write a PNG of time and RSS against N")
     parser.add_argument("--run-dir", type=Path, default=paths.RUN,
                         help="the environment's run folder (state.json, the audit log)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure each size R times, alternating which side goes first "
+                             "(B A, A B, ...), and print each round's A/B and their median: "
+                             "side B alone varies by a third between runs on this machine")
     parser.add_argument("--sides", default="ab", choices=("ab", "b"),
                         help="b: only kubectl apply of the children (the baseline)")
     parser.add_argument("--apply-parallel", type=int, default=1,
@@ -145,12 +150,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     version_line = versions(bench)
     try:
         kubeconfig = bench.make_identity() if "a" in args.sides else None
-        for n in sizes:
+        for n, round_ in ((n, i) for n in sizes for i in range(1, max(1, args.rounds) + 1)):
             idle = args.idle_seconds if args.idle_seconds is not None else idle_default(n)
-            result = SizeResult(n=n, namespaces=namespace_count(n))
-            bench.side_b(n, result)
+            result = SizeResult(n=n, namespaces=namespace_count(n), round=round_,
+                                a_first=kubeconfig is not None and round_ % 2 == 0)
+            if not result.a_first:
+                bench.side_b(n, result)
             if kubeconfig is not None:
                 bench.side_a(n, kubeconfig, idle, args.tries, result)
+            if result.a_first:
+                bench.side_b(n, result)
             results.append(result)
             print("\n".join([*summary_table([result])[2:], *heap_lines(result),
                              *cpu_table(result, os.cpu_count() or 1)]), file=sys.stderr)
@@ -181,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"FAILED: {failure}")
     print()
     print("\n".join(summary_table(results)))
+    for line in rounds_lines(results):
+        print(line)
     for r in results:
         print()
         print("\n".join(traffic_tables(r)))

@@ -5,6 +5,7 @@ data in, plain data out (tests/unit/bench/test_scale_model.py)."""
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,6 +178,8 @@ class SizeResult:
     heap_file: str = ""          # --heap: the operator's heap report at the end of the size
     heap: list[str] = field(default_factory=list)   # ... its first lines
     wakes: dict[str, Wakes] = field(default_factory=dict)   # by handler, at all Ready (A)
+    round: int = 1               # --rounds: which pair of sides of this size
+    a_first: bool = False        # ... side A ran before side B in it
 
     @property
     def ratio(self) -> float:
@@ -246,6 +249,20 @@ def summary_table(results: Sequence[SizeResult]) -> list[str]:
             f"{r.rss_end:.0f} MiB | {idle} | {_pcts(r.spec_change)} | "
             f"{_pcts(r.deleted_child)} |")
     return rows
+
+
+def rounds_lines(results: Sequence[SizeResult]) -> list[str]:
+    """For each size measured in more than one round: each round's A/B (which side went
+    first) and their median, the figure to read when side B alone varies between runs."""
+    lines = []
+    for n in dict.fromkeys(r.n for r in results):
+        rounds = [r for r in results if r.n == n and r.b_ready and r.a_ready]
+        if len(rounds) < 2:
+            continue
+        each = ", ".join(f"{r.ratio:.2f} ({'A' if r.a_first else 'B'} first)" for r in rounds)
+        lines.append(f"N={n}: A/B by round {each}; median "
+                     f"{statistics.median(r.ratio for r in rounds):.2f}")
+    return lines
 
 
 def traffic_tables(r: SizeResult) -> list[str]:

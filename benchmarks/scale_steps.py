@@ -43,6 +43,11 @@ LOG_LEVELS = ("info", "debug")   # a spec change: the ConfigMap's log-level, the
 CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok")
 
 
+def _round(result: SizeResult) -> str:
+    """A later round's own names (namespaces, logs): nothing of an earlier one is reused."""
+    return "" if result.round == 1 else f"-r{result.round}"
+
+
 class Bench(ScaleCluster):
     """The cluster of one run, and what is measured on it for each size."""
 
@@ -53,7 +58,7 @@ class Bench(ScaleCluster):
         return cpu_seconds(pids)
 
     def side_b(self, n: int, result: SizeResult) -> None:
-        keys = layout(f"{self.prefix}-n{n}-b", n)
+        keys = layout(f"{self.prefix}-n{n}{_round(result)}-b", n)
         namespaces = sorted({k[0] for k in keys})
         self.make_namespaces(namespaces)
         versions = {ns: self.secret_versions(ns) for ns in namespaces}
@@ -80,15 +85,15 @@ class Bench(ScaleCluster):
 
     def side_a(self, n: int, kubeconfig: Path, idle_seconds: float, tries: int,
                result: SizeResult) -> None:
-        prefix = f"{self.prefix}-n{n}-a"
+        prefix = f"{self.prefix}-n{n}{_round(result)}-a"
         keys = layout(prefix, n)
         namespaces = sorted({k[0] for k in keys})
         self.make_namespaces(namespaces)
         inside = set(namespaces).__contains__
         path = f"/apis/{API_VERSION}/{PLURAL}"
         selector = MANAGED_SELECTOR
-        log = self.work / f"operator-n{n}.log"
-        heap = self.work / f"heap-{n}.txt" if self.heap else None
+        log = self.work / f"operator-n{n}{_round(result)}.log"
+        heap = self.work / f"heap-{n}{_round(result)}.txt" if self.heap else None
         try:
             with self.operator(kubeconfig, f"{prefix}-*", log, heap) as pid, \
                     Tracker(self.st.kubeconfig, path, inside, resource_ready) as crs, \

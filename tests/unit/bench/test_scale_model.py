@@ -230,3 +230,14 @@ def test_reconciles_are_summed_by_the_handler_that_woke_them_from_the_operators_
         "N=2: reconciles per resource until all Ready, 2.50 in all, by the handler that woke "
         "them (its events folded into a waiting one; its events that were not news): "
         "child-deployments 1.50 (1.00; 2.00), reconcile 1.00 (0.00; 0.00)")
+
+
+def test_rounds_print_each_ratio_and_their_median() -> None:
+    def run(n: int, round_: int, a_ready: float, b_ready: float) -> scale.SizeResult:
+        return scale.SizeResult(n=n, namespaces=1, round=round_, a_first=round_ % 2 == 0,
+                                a_ready=a_ready, b_ready=b_ready)
+
+    results = [run(10, 1, 5.0, 4.0), run(1000, 1, 130.0, 100.0), run(1000, 2, 150.0, 100.0),
+               run(1000, 3, 120.0, 100.0), run(1000, 4, 0.0, 100.0)]   # round 4 stopped
+    assert scale.rounds_lines(results) == [
+        "N=1000: A/B by round 1.30 (B first), 1.50 (A first), 1.20 (B first); median 1.30"]
