@@ -309,9 +309,11 @@ QUIET_LINES = frozenset(f"Handler {handler_id!r} succeeded." for handler_id in (
 
 
 @kopf.index(*CR)
-def secret_refs(namespace: str | None, name: str, spec: kopf.Spec,
-                **_: Any) -> dict[tuple[str, str], str]:
-    """(namespace, Secret name) -> the AuthorizationServices that read it."""
+async def secret_refs(namespace: str | None, name: str, spec: kopf.Spec,
+                      **_: Any) -> dict[tuple[str, str], str]:
+    """(namespace, Secret name) -> the AuthorizationServices that read it. Async, as the
+    indexes in indexes.py: kopf runs a sync function in its executor, where every event of
+    every resource then waited for a thread among the reconciles (issue 11)."""
     return {(namespace or "", secret): name for secret in sorted(raw_secret_names(spec))}
 
 

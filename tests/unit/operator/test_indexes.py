@@ -3,6 +3,7 @@ watch event before the event's handlers), read back through the watch cache."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -156,3 +157,17 @@ async def test_serving_pods_are_indexed_by_their_resource_and_others_are_not() -
     await idx.event(kinds.POD, pod("serving", r.Component.SERVER))
     await idx.event(kinds.POD, pod("migrating", r.Component.MIGRATION))
     assert [p["metadata"]["name"] for p in idx.cache.pods(NS, OWNER.name)] == ["serving"]
+
+
+def test_every_index_and_every_child_event_handler_runs_on_the_event_loop() -> None:
+    """kopf runs a sync function in its executor: an index or event handler that ran for
+    every event would wait there for a thread among the reconciles (issue 11). Only the
+    handlers that reconcile (and so wait on the API) may be sync."""
+    registry = kopf.get_default_registry()
+    indexers = registry._indexing.get_all_handlers()
+    watchers = registry._watching.get_all_handlers()
+    assert indexers
+    assert watchers
+    sync = sorted(str(h.id) for h in [*indexers, *watchers]
+                  if not inspect.iscoroutinefunction(h.fn))
+    assert sync == [handlers.SECRET_CHANGED]   # runs only for a referenced Secret: reconciles

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -80,7 +81,7 @@ def test_the_secret_index_lists_every_referenced_secret() -> None:
 
     spec = spec_body(jwt={"previousSecretRef": {"name": "jwt-old", "key": "s"}})
     index: Any = handlers.secret_refs   # typed by kopf's decorator as taking every kwarg
-    assert index(namespace="ns", name="a", spec=spec) == {
+    assert asyncio.run(index(namespace="ns", name="a", spec=spec)) == {
         ("ns", "authorization-secrets"): "a", ("ns", "jwt-old"): "a"}
 
 
