@@ -16,6 +16,7 @@ from authz_operator.spec import API_VERSION, PLURAL
 from benchmarks import audit
 from benchmarks.scale_cluster import ScaleCluster
 from benchmarks.scale_model import (
+    MACHINE,
     OPERATOR,
     Key,
     SizeResult,
@@ -41,6 +42,12 @@ from devenv import cluster
 LOG_LEVELS = ("info", "debug")   # a spec change: the ConfigMap's log-level, then a rollout
 # The processes both sides wait on, whose CPU time is counted (state.json's names)
 CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok")
+# A side starts on a quiet machine: the previous side's namespaces are gone when
+# delete_namespaces returns, but the garbage collector and the controllers still work on
+# them for a while, and whichever side came next paid for it (issue 11's rounds).
+QUIET_CORES = 0.25     # busy cores (of all processes) under which the machine is quiet
+QUIET_WINDOW = 3.0     # seconds each reading spans
+QUIET_MAX = 180.0      # a side waits no longer than this
 
 
 def _round(result: SizeResult) -> str:
@@ -57,7 +64,21 @@ class Bench(ScaleCluster):
             pids[OPERATOR] = operator
         return cpu_seconds(pids)
 
+    def quiet(self, side: str, n: int) -> None:
+        """Wait until the machine is quiet (QUIET_CORES), and say how long that took."""
+        started = time.monotonic()
+        busy = float("nan")
+        while time.monotonic() - started < QUIET_MAX:
+            before = cpu_seconds({})[MACHINE]
+            time.sleep(QUIET_WINDOW)
+            busy = (cpu_seconds({})[MACHINE] - before) / QUIET_WINDOW
+            if busy < QUIET_CORES:
+                break
+        print(f"[scale] N={n} {side}: the machine quiet after {time.monotonic() - started:.0f} s "
+              f"({busy:.2f} cores busy)", file=sys.stderr)
+
     def side_b(self, n: int, result: SizeResult) -> None:
+        self.quiet("B", n)
         keys = layout(f"{self.prefix}-n{n}{_round(result)}-b", n)
         namespaces = sorted({k[0] for k in keys})
         self.make_namespaces(namespaces)
@@ -85,6 +106,7 @@ class Bench(ScaleCluster):
 
     def side_a(self, n: int, kubeconfig: Path, idle_seconds: float, tries: int,
                result: SizeResult) -> None:
+        self.quiet("A", n)
         prefix = f"{self.prefix}-n{n}{_round(result)}-a"
         keys = layout(prefix, n)
         namespaces = sorted({k[0] for k in keys})
