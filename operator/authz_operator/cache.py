@@ -8,6 +8,8 @@ answers:
   API and anything run without kopf use it).
 - `WatchCache`: kopf's indexes (`indexes.py`, fed by the watches kopf runs anyway), plus what
   this process wrote and the watch has not delivered yet. No request in the steady state.
+  ReplicaSets are not watched: orphaned ones are listed when `lifecycle.selector` wants them
+  (`Orphans`), which is almost never.
 
 What kopf 1.45.2 guarantees, and what it does not (kopf/_core/reactor/processing.py,
 kopf/_core/engines/indexing.py, docs/indexing.rst "Guarantees" and "Conditional indexing"):
@@ -57,6 +59,7 @@ from authz_operator import trim
 from authz_operator.kube import Kube
 from authz_operator.labels import LABEL_INSTANCE, MANAGED
 from authz_operator.lifecycle.model import SecretView
+from authz_operator.lifecycle.selector import Orphans
 from authz_operator.news import LastKnown
 from authz_operator.spec import KIND
 
@@ -81,7 +84,10 @@ class Reads(Protocol):
 
     def jobs(self, namespace: str, owner: str) -> list[Obj]: ...
     def pods(self, namespace: str, owner: str) -> list[Obj]: ...
-    def replica_sets(self, namespace: str, owner: str) -> list[Obj]: ...
+    def replica_sets(self, namespace: str, owner: str, wanted: Orphans) -> list[Obj]:
+        """The resource's ReplicaSets, when `wanted` (`lifecycle.selector.orphans_wanted`)."""
+        ...
+
     def secret(self, namespace: str, name: str) -> SecretView | None: ...
     def wrote(self, obj: Mapping[str, Any] | None) -> None: ...
     def deleted(self, kind: str, namespace: str, name: str, uid: str | None,
@@ -94,6 +100,10 @@ def _selector(labels: Mapping[str, str]) -> str:
 
 def job_labels(owner: str) -> dict[str, str]:
     return {LABEL_INSTANCE: owner, **MANAGED}
+
+
+def _list_replica_sets(kube: Kube, namespace: str, owner: str) -> list[Obj]:
+    return kube.list("ReplicaSet", namespace, _selector(r.selector_labels(owner)))
 
 
 class ApiReads:
@@ -115,8 +125,9 @@ class ApiReads:
     def pods(self, namespace: str, owner: str) -> list[Obj]:
         return self.kube.list("Pod", namespace, _selector(r.serving_selector(owner)))
 
-    def replica_sets(self, namespace: str, owner: str) -> list[Obj]:
-        return self.kube.list("ReplicaSet", namespace, _selector(r.selector_labels(owner)))
+    def replica_sets(self, namespace: str, owner: str, wanted: Orphans) -> list[Obj]:
+        # No memory of an earlier look: IF_FOUND lists too.
+        return [] if wanted is Orphans.NO else _list_replica_sets(self.kube, namespace, owner)
 
     def secret(self, namespace: str, name: str) -> SecretView | None:
         return self.kube.secret_view(namespace, name)
@@ -205,6 +216,8 @@ class WatchCache:
         self._written: dict[Key, Written] = {}
         self._gone: dict[Key, Gone] = {}
         self.known = LastKnown()   # what a child's event must differ from to wake a reconcile
+        # (namespace, resource) -> whether its last look at ReplicaSets found orphans
+        self._orphans: dict[tuple[str, str], bool] = {}
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -236,8 +249,24 @@ class WatchCache:
     def pods(self, namespace: str, owner: str) -> list[Obj]:
         return self._collection("Pod", namespace, owner)
 
-    def replica_sets(self, namespace: str, owner: str) -> list[Obj]:
-        return self._collection("ReplicaSet", namespace, owner)
+    def replica_sets(self, namespace: str, owner: str, wanted: Orphans) -> list[Obj]:
+        """A LIST (fresh, so it cannot miss the orphans of a Deployment whose deletion was
+        just delivered), when wanted. NO also counts as a look that found none: orphans
+        appear only where a later reconcile is told to LOOK (the Deployment is gone). A
+        resource not seen since the operator started is looked at once (a restart between
+        ADOPT and CLEANUP)."""
+        key = (namespace, owner)
+        with self._lock:
+            if wanted is Orphans.NO:
+                self._orphans[key] = False
+                return []
+            if wanted is Orphans.IF_FOUND and not self._orphans.get(key, True):
+                return []
+        found = [rs for rs in _list_replica_sets(self.kube, namespace, owner)
+                 if trim.orphaned(rs)]
+        with self._lock:
+            self._orphans[key] = bool(found)
+        return found
 
     def secret(self, namespace: str, name: str) -> SecretView | None:
         views = [v for v in values(self.indexes.get("Secret"), (namespace, name))
@@ -275,6 +304,8 @@ class WatchCache:
         """A DELETE of `kind/name` (precondition `uid`) returned `response`: the object,
         still there while finalizers run (an orphaning delete), or a Status when it is
         gone (or None: it was gone already, or `uid` was no longer its uid)."""
+        if kind not in trim.TRIMS:   # listed, never cached (ReplicaSets): nothing to hide
+            return
         if response and response.get("kind") == kind and (
                 response.get("metadata") or {}).get("deletionTimestamp"):
             self.wrote(response)
@@ -291,6 +322,8 @@ class WatchCache:
     def forget(self, kind: str, namespace: str, name: str, uid: str | None) -> None:
         """The watch delivered the object's deletion: drop our copy of it."""
         with self._lock:
+            if kind == KIND:
+                self._orphans.pop((namespace, name), None)
             key = (kind, namespace, name)
             written = self._written.get(key)
             if written is not None and (uid is None or _uid(written.obj) == uid):

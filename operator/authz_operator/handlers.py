@@ -35,7 +35,7 @@ log = logging.getLogger("authz_operator.handlers")
 
 CR = (GROUP, VERSION, PLURAL)
 CHILD_RESOURCES = tuple((k.group, k.version, k.plural) for k in kinds.WATCHED)
-SELECTED_KINDS = (*kinds.WATCHED, kinds.REPLICA_SET)   # watched by our label only
+SELECTED_KINDS = kinds.WATCHED   # watched by our label only
 RETRIES = 3
 # Handler ids: kopf's, and the `handler` label of authz_operator_reconciles_total and
 # authz_operator_handler_errors_total.
@@ -70,7 +70,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
     objects.addFilter(QuietWatchers())
     settings.watching.server_timeout = 270
     # kopf lists and watches only our own objects of the kinds we make (children, Jobs, the
-    # serving pods, ReplicaSets), by a label selector the API server applies, not every pod
+    # serving pods), by a label selector the API server applies, not every pod
     # and ConfigMap of the cluster: each object it does not send costs neither its parsing
     # nor kopf's per-object state (issue 11). Secrets (a team's own) and the resources stay
     # whole.
@@ -98,7 +98,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
     if settings.peering.mandatory:
         peering.say_if_missing(kube, peering.object_paths(
             settings.peering.name, settings.peering.clusterwide, watched_namespaces(os.environ)))
-    # Reconciles read children, Jobs, pods, ReplicaSets and Secrets from kopf's indexes
+    # Reconciles read children, Jobs, pods and Secrets from kopf's indexes
     # (cache.py says what kopf guarantees); the indexes exist from now on, filled before
     # any resource handler runs.
     cache = WatchCache(kube, indexes.from_kwargs(kwargs))
@@ -208,7 +208,7 @@ async def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo,
     """A child was changed or deleted (by us, a controller or a person): reconcile the owner,
     once per burst of such events (wakeups.py). Runs on the event loop: no thread, no wait."""
     owner = _owner_name(body)
-    if owner is None and body.get("kind") in ("Pod", "ReplicaSet"):
+    if owner is None and body.get("kind") == "Pod":
         owner = (body.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/instance")
     if type is None:   # noticed by a listing: the operator's start, or a watch listing again
         _noticed(memo, str(resource.kind))
@@ -270,18 +270,6 @@ kopf.on.event(kinds.POD.group, kinds.POD.version, kinds.POD.plural, labels=MANAG
               when=_pod_matters, id=child_handler(kinds.POD.plural))(_on_child)
 
 
-def _orphaned(body: kopf.Body, **_: Any) -> bool:
-    return not any(ref.get("controller") for ref in body.get("metadata", {}).get(
-        "ownerReferences") or [])
-
-
-# An orphaned ReplicaSet (lifecycle.selector) wakes its resource: the reconcile that adopts
-# it must not depend on which of two watches (Deployments, ReplicaSets) is delivered first.
-ORPHANED_REPLICA_SET = child_handler(kinds.REPLICA_SET.plural)
-kopf.on.event(kinds.REPLICA_SET.group, kinds.REPLICA_SET.version, kinds.REPLICA_SET.plural,
-              labels=MANAGED, when=_orphaned, id=ORPHANED_REPLICA_SET)(_on_child)
-
-
 @kopf.on.event(*CR, id=GONE)
 async def resource_gone(type: str | None, namespace: str | None, name: str, memo: kopf.Memo,
                         body: kopf.Body, **_: Any) -> None:
@@ -304,7 +292,7 @@ async def resource_gone(type: str | None, namespace: str | None, name: str, memo
 
 # kopf's success line (kopf/_core/actions/execution.py) of each event handler above
 QUIET_LINES = frozenset(f"Handler {handler_id!r} succeeded." for handler_id in (
-    *(child_handler(plural) for _, _, plural in CHILD_RESOURCES), ORPHANED_REPLICA_SET, GONE,
+    *(child_handler(plural) for _, _, plural in CHILD_RESOURCES), GONE,
     SECRET_CHANGED))
 
 

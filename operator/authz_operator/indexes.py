@@ -10,11 +10,11 @@ keys:
   guards its create finds it);
 - a migration Job: (namespace, owner name), for Jobs an AuthorizationService controls;
 - a serving pod: (namespace, instance label), for pods with the serving labels;
-- a ReplicaSet: (namespace, instance label), only while orphaned (no controller): the only
-  ones `lifecycle.selector` reads;
 - a Secret: (namespace, name) -> `SecretView`, for every Secret in the watched namespaces
   (a resource may start to reference a Secret that has not changed since: it must be known
   already). kopf watches every Secret for `handlers.secret_changed` anyway.
+
+No ReplicaSets: a reconcile lists them in the rare case an orphan matters (`cache.py`).
 
 The functions are `async`: kopf runs them on its event loop, no thread each (kopf runs sync
 functions in its executor), and they only copy a few fields. Each returns {} rather than
@@ -31,13 +31,13 @@ import kopf
 
 from authz_operator import kinds, trim
 from authz_operator.kinds import Kind
-from authz_operator.labels import LABEL_INSTANCE, MANAGED, SERVING_PODS
+from authz_operator.labels import LABEL_INSTANCE, SERVING_PODS
 
 IndexKey = tuple[str, str]
 INDEX_IDS: dict[str, str] = {
     k.kind: f"authz_{k.plural}"
     for k in (kinds.RESOURCE, *(c.kind for c in kinds.CHILDREN), kinds.JOB, kinds.POD,
-              kinds.REPLICA_SET, kinds.SECRET)}
+              kinds.SECRET)}
 
 
 def _where(body: Mapping[str, Any]) -> tuple[str, str, Mapping[str, str]]:
@@ -71,15 +71,6 @@ def pod_entry(body: Mapping[str, Any]) -> dict[IndexKey, Any]:
     return {(namespace, instance): trim.pack(trim.pod(body))}
 
 
-def replica_set_entry(body: Mapping[str, Any]) -> dict[IndexKey, Any]:
-    namespace, _, labels = _where(body)
-    instance = labels.get(LABEL_INSTANCE)
-    if not instance or not MANAGED.items() <= dict(labels).items() \
-            or not trim.orphaned(body):
-        return {}
-    return {(namespace, instance): trim.pack(trim.replica_set(body))}
-
-
 def secret_entry(body: Mapping[str, Any]) -> dict[IndexKey, Any]:
     namespace, name, _ = _where(body)
     return {(namespace, name): trim.secret_view(body)}
@@ -101,7 +92,6 @@ for _child in kinds.CHILDREN:
     _register(_child.kind, child_entry)
 _register(kinds.JOB, job_entry)
 _register(kinds.POD, pod_entry, SERVING_PODS)
-_register(kinds.REPLICA_SET, replica_set_entry, MANAGED)
 _register(kinds.SECRET, secret_entry)
 
 

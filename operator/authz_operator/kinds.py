@@ -58,7 +58,7 @@ PDB = Kind("PodDisruptionBudget", "policy", "v1", "poddisruptionbudgets")
 INGRESS = Kind("Ingress", "networking.k8s.io", "v1", "ingresses")
 JOB = Kind("Job", "batch", "v1", "jobs")          # migration Jobs: one per revision, by label
 POD = Kind("Pod", "", "v1", "pods")
-REPLICA_SET = Kind("ReplicaSet", "apps", "v1", "replicasets")   # orphans of a replaced Deployment
+REPLICA_SET = Kind("ReplicaSet", "apps", "v1", "replicasets")   # listed: orphans (not watched)
 SECRET = Kind("Secret", "", "v1", "secrets")
 EVENT = Kind("Event", "", "v1", "events")
 

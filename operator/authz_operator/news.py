@@ -21,7 +21,7 @@ its write (the thread waits for the GIL while the event loop parses events: a th
 creations at 1,000 resources) is news unless that write is recorded by the time its wake
 would start a reconcile: `delivered` answers with that check, and `wakeups.py` asks it then.
 
-Listings (`type` None) and deletions are always news; pods and orphaned ReplicaSets are not
+Listings (`type` None) and deletions are always news; pods are not
 tracked (their events are filtered by kind in handlers.py).
 """
 

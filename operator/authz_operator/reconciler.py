@@ -62,10 +62,10 @@ def observe(kube: Kube, body: Obj, now: datetime.datetime,
         dep_status.get("updatedReplicas", 0)) < int(dep_status.get("replicas", 0)))
     if rolling:
         pods = reads.pods(namespace, name)
-    # Every reconcile: orphans of a replaced Deployment (lifecycle.selector) are found
-    # whenever they exist, whoever orphaned them (the Deployment's own ones too, by a LIST;
-    # only the orphaned ones, from the watch cache).
-    replica_sets = reads.replica_sets(namespace, name)
+    # Orphans of a replaced Deployment (lifecycle.selector), whoever orphaned them: listed
+    # only where they can be (`orphans_wanted`).
+    replica_sets = reads.replica_sets(namespace, name,
+                                      lifecycle.orphans_wanted(dep, owner, status))
     return lifecycle.Observed(
         owner=owner,
         generation=int(meta.get("generation", 1)),

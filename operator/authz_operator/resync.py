@@ -90,7 +90,7 @@ def leftovers(cached: Iterable[Any], listed: Iterable[Mapping[str, Any]],
 
 
 def _owner(kind: str, key: tuple[str, str], obj: Mapping[str, Any]) -> str | None:
-    if kind in ("Job", "Pod", "ReplicaSet"):
+    if kind in ("Job", "Pod"):
         return key[1]
     return trim.controller_owner(obj) or (obj["metadata"].get("labels") or {}).get(
         LABEL_INSTANCE)

@@ -1,7 +1,7 @@
 """What the watch cache keeps of a watched object: only what a reconcile reads. Pure.
 
-The cache (`cache.py`) holds one entry per child, migration Job, serving pod, orphaned
-ReplicaSet and Secret of every resource, for as long as the operator runs; whole objects would
+The cache (`cache.py`) holds one entry per child, migration Job, serving pod and Secret of
+every resource, for as long as the operator runs; whole objects would
 make its memory grow with their managedFields (often larger than the rest of the object),
 Job pod templates and pod specs that no reconcile reads. Who reads what:
 
@@ -21,8 +21,6 @@ Job pod templates and pod specs that no reconcile reads. Who reads what:
   `metrics.job_seconds`); its spec (a whole pod template) is read by nobody.
 - a serving pod: its containers' images and the waiting / last-terminated state the crash
   report reads (`lifecycle.observe.crash_message`).
-- an orphaned ReplicaSet: labels, ownerReferences, spec.replicas and status.replicas
-  (`lifecycle.selector`).
 - a Secret: `SecretView` (its resourceVersion and key names), never a value.
 - the AuthorizationService itself (`resource`): spec and status whole (`parse_spec`,
   `lifecycle.decide`), the metadata above but kopf's own annotations (its progress and a copy
@@ -110,13 +108,6 @@ def pod(obj: Mapping[str, Any]) -> Obj:
     }
 
 
-def replica_set(obj: Mapping[str, Any]) -> Obj:
-    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
-            "metadata": metadata(obj),
-            "spec": _pick(obj.get("spec"), ("replicas",)),
-            "status": _pick(obj.get("status"), ("replicas",))}
-
-
 def secret_view(obj: Mapping[str, Any]) -> SecretView:
     """Only the Secret's version and key names, never its values."""
     keys = set((obj.get("data") or {}).keys()) | set((obj.get("stringData") or {}).keys())
@@ -136,7 +127,7 @@ def resource(obj: Mapping[str, Any]) -> Obj:
     return out
 
 
-TRIMS = {"Job": job, "Pod": pod, "ReplicaSet": replica_set, KIND: resource,
+TRIMS = {"Job": job, "Pod": pod, KIND: resource,
          **dict.fromkeys(CHILD_KINDS, child)}
 
 

@@ -29,7 +29,7 @@ from authz_operator.lifecycle.observe import (
     replica_fields,
 )
 from authz_operator.lifecycle.report import OK, Signal, Verdict, apply_events, finish
-from authz_operator.lifecycle.selector import selector_plan
+from authz_operator.lifecycle.selector import Orphans, orphans_wanted, selector_plan
 from authz_operator.lifecycle.situation import Draft, Situation, revision_key
 from authz_operator.lifecycle.state import MigrateCode, MigrateResult, parse_result
 from authz_operator.lifecycle.target import hold_and_rollback_request, target_revision
@@ -39,9 +39,10 @@ from authz_operator.status import Phase, Reason
 from authz_operator.workload import job_state, rollout_state
 
 __all__ = [
-    "Apply", "MigrateCode", "MigrateResult", "Observed", "Plan", "SecretView",
+    "Apply", "MigrateCode", "MigrateResult", "Observed", "Orphans", "Plan", "SecretView",
     "controlled_by", "crash_looping", "crash_message", "decide", "deployment_available",
-    "job_state", "missing_secret_keys", "parse_result", "revision_key", "rollout_state",
+    "job_state", "missing_secret_keys", "orphans_wanted", "parse_result", "revision_key",
+    "rollout_state",
 ]
 
 

@@ -18,6 +18,9 @@ is replaced, in steps that each keep every serving pod owned and routed to:
    Orphaned ReplicaSets without the label (older revisions, scaled to 0) are deleted.
 4. CLEANUP: an orphaned ReplicaSet that still has pods is deleted only once the new
    Deployment's rollout is complete.
+
+The operator does not watch ReplicaSets (six events a resource, all about ReplicaSets with
+an owner, issue 11): `orphans_wanted` says when a reconcile lists them.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 from authz_operator import resources as r
 from authz_operator.lifecycle.model import Obj
 from authz_operator.lifecycle.observe import controlled_by
-from authz_operator.status import Event, Reason
+from authz_operator.status import Event, Phase, Reason
 from authz_operator.workload import rollout_state
 
 
@@ -61,6 +64,41 @@ class SelectorPlan:
         """The step is carried out by applying the Deployment (its events and deletes count
         only when it is applied: not while it is held, nor when it is in sync)."""
         return self.step in (Step.RELABEL, Step.ADOPT)
+
+
+class Orphans(enum.Enum):
+    """Whether this reconcile reads the resource's orphaned ReplicaSets (a LIST)."""
+
+    NO = "no"             # none can matter: `selector_plan` does not read them
+    LOOK = "look"         # they may exist: list them
+    IF_FOUND = "if found" # list them again only if the last look found some (or there was
+                          # none since the operator started): until the CLEANUP after ADOPT
+
+
+# Phases that a resource reaches only once its Deployment has been made (a revision may not
+# be recorded yet: the first rollout, or an earlier version's Deployment being relabelled).
+DEPLOYED_PHASES = frozenset({Phase.ROLLING_OUT, Phase.ROLLING_BACK, Phase.READY,
+                             Phase.DEGRADED, Phase.PAUSED})
+
+
+def deployed(status: Mapping[str, Any]) -> bool:
+    """Whether the resource has had a Deployment, by its status."""
+    return bool(status.get("revision") or status.get("history")) \
+        or status.get("phase") in DEPLOYED_PHASES
+
+
+def orphans_wanted(dep: Obj | None, owner: r.Owner, status: Mapping[str, Any]) -> Orphans:
+    """Without its Deployment a resource that has had one may have orphans (ours after
+    ORPHAN, or someone's delete with --cascade=orphan); one that never had one has none (a
+    new resource while its first migration runs). Beside a Deployment of the serving
+    selector, orphans are left only by an ADOPT, until CLEANUP; beside any other Deployment
+    (or one being deleted) `selector_plan` does not read them."""
+    if dep is None:
+        return Orphans.LOOK if deployed(status) else Orphans.NO
+    if (not controlled_by(dep, owner) or dep["metadata"].get("deletionTimestamp")
+            or live_selector(dep) != r.serving_selector(owner.name)):
+        return Orphans.NO
+    return Orphans.IF_FOUND
 
 
 def live_selector(dep: Mapping[str, Any]) -> dict[str, str]:

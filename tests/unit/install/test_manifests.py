@@ -54,8 +54,8 @@ def expected_namespaced_rules() -> set[Rule]:
     out |= {("", "secrets", v) for v in ("get", "list", "watch")}   # secret_view + kopf index
     out |= {("", "pods", v) for v in ("list", "watch")}   # kopf watch + Job pods' messages
     # a Deployment of an earlier version replaced: its orphaned ReplicaSets (lifecycle.selector),
-    # watched (kopf index and event handler) and deleted
-    out |= {("apps", "replicasets", v) for v in ("list", "watch", "delete")}
+    # listed when they can exist (not watched) and deleted
+    out |= {("apps", "replicasets", v) for v in ("list", "delete")}
     out.add(("", "events", "create"))
     return out
 

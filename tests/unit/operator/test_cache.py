@@ -12,7 +12,7 @@ from authz_operator import reconciler
 from authz_operator import resources as r
 from authz_operator.cache import Gone, WatchCache, values
 from authz_operator.kube import Kube
-from authz_operator.lifecycle import SecretView
+from authz_operator.lifecycle import Orphans, SecretView
 
 from .samples import OWNER, spec_body
 from .test_reconciler import FakeKube
@@ -143,10 +143,58 @@ def test_an_orphaning_delete_shows_the_deployment_terminating() -> None:
 
 
 def test_a_delete_that_found_nothing_hides_the_uid_it_named() -> None:
-    index: dict[Any, list[Any]] = {(NS, "rs"): [obj("ReplicaSet", "rs", 5, uid="x")]}
-    c = cache({"ReplicaSet": index})
-    c.deleted("ReplicaSet", NS, "rs", "x", None)     # 404: a leftover of a missed deletion
-    assert c.replica_sets(NS, "rs") == []
+    index: dict[Any, list[Any]] = {(NS, NAME): [obj("Job", "migrate-1", 5, uid="x")]}
+    c = cache({"Job": index})
+    c.deleted("Job", NS, "migrate-1", "x", None)     # 404: a leftover of a missed deletion
+    assert c.jobs(NS, NAME) == []
+
+
+class Lists(Reads):
+    """Counts the LISTs of ReplicaSets; `sets` is what the API server holds."""
+
+    def __init__(self, sets: list[Obj]) -> None:
+        super().__init__()
+        self.sets = sets
+        self.lists: list[str] = []
+
+    def list(self, kind: str, namespace: str, label_selector: str) -> list[Obj]:
+        self.lists.append(kind)
+        return copy.deepcopy(self.sets)
+
+
+def replica_set(name: str, owned: bool) -> Obj:
+    refs = [{"kind": "Deployment", "name": NAME, "controller": True}] if owned else []
+    return {"kind": "ReplicaSet", "metadata": {"name": name, "namespace": NS,
+                                               "labels": r.selector_labels(NAME),
+                                               "ownerReferences": refs}}
+
+
+def test_replica_sets_are_listed_only_while_an_orphan_can_matter() -> None:
+    api = Lists([replica_set("owned", owned=True), replica_set("orphan", owned=False)])
+    c = cache({}, api)
+
+    def names(wanted: Orphans) -> list[str]:
+        return [x["metadata"]["name"] for x in c.replica_sets(NS, NAME, wanted)]
+
+    assert names(Orphans.IF_FOUND) == ["orphan"]   # first look since the start: a LIST
+    assert names(Orphans.IF_FOUND) == ["orphan"]   # found some: looked at again
+    api.sets = [replica_set("owned", owned=True)]  # CLEANUP deleted it
+    assert names(Orphans.IF_FOUND) == []
+    assert names(Orphans.IF_FOUND) == []           # found none: no LIST any more
+    assert names(Orphans.NO) == []
+    assert len(api.lists) == 3
+    api.sets = [replica_set("orphan", owned=False)]    # the Deployment was orphan-deleted
+    assert names(Orphans.LOOK) == ["orphan"]
+    assert names(Orphans.IF_FOUND) == ["orphan"]   # ADOPT made the Deployment again
+    assert len(api.lists) == 5
+    c.forget("AuthorizationService", NS, NAME, None)   # the resource is gone: so is its memory
+    api.sets = []
+    assert names(Orphans.IF_FOUND) == []
+    assert len(api.lists) == 6
+    # a new resource: no Deployment yet, never deployed (NO) counts as a look that found none
+    assert c.replica_sets(NS, "new", Orphans.NO) == []
+    assert c.replica_sets(NS, "new", Orphans.IF_FOUND) == []
+    assert len(api.lists) == 6
 
 
 def test_a_leftover_the_resync_found_is_hidden_unless_changed_since() -> None:
@@ -224,8 +272,7 @@ class Watch:
     def __init__(self, api: FakeKube) -> None:
         self.api = api
         self.indexes: dict[str, dict[Any, list[Any]]] = {
-            k: {} for k in ("AuthorizationService", *r.OWNED_KINDS, "Job", "Pod", "ReplicaSet",
-                            "Secret")}
+            k: {} for k in ("AuthorizationService", *r.OWNED_KINDS, "Job", "Pod", "Secret")}
         self.indexes["Secret"][("ns", "authorization-secrets")] = [
             SecretView("1", frozenset({"database-url", "jwt-secret"}))]
 

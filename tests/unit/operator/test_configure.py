@@ -20,7 +20,7 @@ def record(message: str, level: int = logging.INFO) -> logging.LogRecord:
 
 def test_only_the_event_handlers_success_lines_are_dropped() -> None:
     quiet = handlers.QuietWatchers()
-    for handler_id in ("child-pods", "child-deployments", "child-replicasets",
+    for handler_id in ("child-pods", "child-deployments", "child-jobs",
                        "resource_gone", "secret_changed"):
         assert not quiet.filter(record(f"Handler {handler_id!r} succeeded."))
     assert quiet.filter(record("Handler 'reconcile' succeeded."))
@@ -72,7 +72,7 @@ def test_kopf_watches_only_our_objects_of_the_kinds_we_make(
         monkeypatch: pytest.MonkeyPatch) -> None:
     selectors = configured(monkeypatch).watching.label_selectors
     ours = ["app.kubernetes.io/managed-by=authz-operator"]
-    for kind in (*(c.kind for c in kinds.CHILDREN), kinds.JOB, kinds.REPLICA_SET):
+    for kind in (*(c.kind for c in kinds.CHILDREN), kinds.JOB):
         assert selectors.collect(resource(kind)) == ours, kind.kind
     # of pods, only the serving ones: a migration Job's pods are never sent
     assert selectors.collect(resource(kinds.POD)) == [

@@ -57,7 +57,7 @@ def test_every_kind_a_reconcile_reads_has_an_index() -> None:
     registered = {str(h.id) for h in kopf.get_default_registry()._indexing.get_all_handlers()}
     assert set(indexes.INDEX_IDS.values()) <= registered
     assert set(indexes.INDEX_IDS) == {"AuthorizationService", *r.OWNED_KINDS, "Job", "Pod",
-                                      "ReplicaSet", "Secret"}
+                                      "Secret"}
 
 
 async def test_a_child_is_indexed_trimmed_and_removed_when_deleted_or_disowned() -> None:
@@ -98,21 +98,6 @@ async def test_a_resource_is_indexed_without_kopfs_bookkeeping_and_dropped_when_
     assert found["metadata"]["generation"] == 2
     await idx.event(kinds.RESOURCE, raw, "DELETED")
     assert len(idx.indexers.indices[indexes.INDEX_IDS["AuthorizationService"]]) == 0
-
-
-async def test_a_replica_set_is_kept_only_while_orphaned() -> None:
-    idx = Indexers()
-    labels = {**r.selector_labels(OWNER.name), "app.kubernetes.io/managed-by": r.MANAGED_BY}
-    raw: dict[str, Any] = {
-        "apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": "rs-1", "namespace": NS, "uid": "rs", "resourceVersion": "3",
-                     "labels": labels, "ownerReferences": []},
-        "spec": {"replicas": 2, "template": {}}, "status": {"replicas": 2}}
-    await idx.event(kinds.REPLICA_SET, raw)
-    assert [x["metadata"]["name"] for x in idx.cache.replica_sets(NS, OWNER.name)] == ["rs-1"]
-    raw["metadata"]["ownerReferences"] = [{"kind": "Deployment", "controller": True}]
-    await idx.event(kinds.REPLICA_SET, raw, "MODIFIED")
-    assert idx.cache.replica_sets(NS, OWNER.name) == []
 
 
 async def test_a_secret_is_indexed_as_its_version_and_key_names() -> None:

@@ -206,6 +206,5 @@ def test_the_handler_label_names_handlers_kopf_runs() -> None:
     registry: Any = kopf.get_default_registry()
     ids = {str(h.id) for reg in (registry._watching, registry._changing)
            for h in reg.get_all_handlers()}
-    assert ids == {handlers.RECONCILE, handlers.SECRET_CHANGED, handlers.GONE,
-                   handlers.ORPHANED_REPLICA_SET} | {
+    assert ids == {handlers.RECONCILE, handlers.SECRET_CHANGED, handlers.GONE} | {
         handlers.child_handler(plural) for _, _, plural in handlers.CHILD_RESOURCES}

@@ -13,7 +13,13 @@ from authz_operator import lifecycle as lc
 from authz_operator import reconciler
 from authz_operator import resources as r
 from authz_operator.diff import Change
-from authz_operator.lifecycle.selector import SelectorPlan, Step, selector_plan
+from authz_operator.lifecycle.selector import (
+    Orphans,
+    SelectorPlan,
+    Step,
+    orphans_wanted,
+    selector_plan,
+)
 from authz_operator.spec import parse_spec
 from authz_operator.status import Phase
 
@@ -92,6 +98,44 @@ def test_selector_plan(seen: str, dep: dict[str, Any] | None, sets: list[dict[st
     assert dataclasses.replace(got, events=[]) == want
     assert [e.reason for e in got.events] == (
         ["SelectorMigrated"] if want.step not in (Step.NONE, Step.WAIT) else [])
+
+
+def someone_elses(dep: dict[str, Any]) -> dict[str, Any]:
+    return {**dep, "metadata": {**dep["metadata"], "ownerReferences": []}}
+
+
+SERVED = {"phase": "Ready", "revision": 1}
+WANTED = [
+    # (what is seen, live Deployment, status) -> whether orphans are listed
+    ("new, no Deployment yet (its first migration runs)", None, {}, Orphans.NO),
+    ("new, migrating", None, {"phase": "Migrating"}, Orphans.NO),
+    ("its first migration failed", None, {"phase": "Failed"}, Orphans.NO),
+    ("a revision served, Deployment gone: ours after ORPHAN, or someone's cascade=orphan",
+     None, SERVED, Orphans.LOOK),
+    ("first rollout, no revision yet, Deployment gone", None, {"phase": "RollingOut"},
+     Orphans.LOOK),
+    ("an earlier version's, relabelled and orphaned before any revision was recorded", None,
+     {"phase": "Ready"}, Orphans.LOOK),
+    ("a revision in history only", None, {"phase": "Failed", "history": [{"revision": 1}]},
+     Orphans.LOOK),
+    ("serving selector: orphans only until the CLEANUP after an ADOPT",
+     deployment(SERVING), SERVED, Orphans.IF_FOUND),
+    ("old selector: RELABEL and ORPHAN do not read them", deployment(LEGACY), SERVED,
+     Orphans.NO),
+    ("being deleted: WAIT", deployment(LEGACY, deleting=True), SERVED, Orphans.NO),
+    ("someone else's Deployment", someone_elses(deployment(SERVING)), SERVED, Orphans.NO),
+]
+
+
+@pytest.mark.parametrize(("seen", "dep", "status", "want"), WANTED, ids=[c[0] for c in WANTED])
+def test_orphans_are_listed_only_where_selector_plan_reads_them(
+        seen: str, dep: dict[str, Any] | None, status: dict[str, Any], want: Orphans) -> None:
+    assert orphans_wanted(dep, OWNER, status) is want
+    if want is Orphans.NO and dep is not None:
+        # what NO means: the plan is the same with the orphans as without them
+        sets = [rs("cur", 4), rs("old", 0, labelled=False)]
+        assert selector_plan(dep, sets, OWNER, False, True, 2) == \
+            selector_plan(dep, [], OWNER, False, True, 2)
 
 
 def test_the_orphaning_event_says_what_happens_and_why() -> None:
