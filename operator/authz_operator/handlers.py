@@ -22,7 +22,7 @@ from authz_operator import indexes, indexgate, kinds, lifecycle, metrics, peerin
 from authz_operator.cache import WatchCache, values
 from authz_operator.diffbase import LeanProgressStorage, MemoryDiffBaseStorage
 from authz_operator.kube import Kube, KubeError
-from authz_operator.labels import KOPF_ANNOTATION_PREFIX, MANAGED, watch_selector
+from authz_operator.labels import KOPF_ANNOTATION_PREFIX, MANAGED, watch_fields, watch_selector
 from authz_operator.main import CLUSTER_PEERING_ENV, watched_namespaces
 from authz_operator.news import Check
 from authz_operator.pacing import StatusPace
@@ -70,7 +70,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
     objects.addFilter(QuietWatchers())
     settings.watching.server_timeout = 270
     # kopf lists and watches only our own objects of the kinds we make (children, Jobs, the
-    # serving pods), by a label selector the API server applies, not every pod
+    # running serving pods), by selectors the API server applies, not every pod
     # and ConfigMap of the cluster: each object it does not send costs neither its parsing
     # nor kopf's per-object state (issue 11). Secrets (a team's own) and the resources stay
     # whole.
@@ -80,6 +80,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
     for kind in SELECTED_KINDS:
         settings.watching.label_selectors[kind.group, kind.version, kind.plural] = \
             watch_selector(kind.kind)
+        if watch_fields(kind.kind):
+            settings.watching.field_selectors[kind.group, kind.version, kind.plural] = \
+                watch_fields(kind.kind)
     # After its own patch (now only the progress of a handler that failed and is retried),
     # kopf waits this long for the patched version to come back on the watch before it
     # trusts an older event. At 1,000 resources the watch lagged more than kopf's 5 s (issue
@@ -262,7 +265,8 @@ def _pod_matters(body: kopf.Body, type: str | None, **_: Any) -> bool:
     """A serving pod's event wakes its resource only when a container crash-loops (what a
     rollout acts on before its progress deadline), or when a listing noticed it (resync).
     Its readiness reaches the resource as the Deployment's status: three pods' Pending,
-    Running and Ready each woke a reconcile that found nothing new (issue 11)."""
+    Running and Ready each woke a reconcile that found nothing new (issue 11). A pending
+    pod's events are not even sent (`labels.watch_fields`)."""
     return type is None or lifecycle.crash_looping(body)
 
 

@@ -9,7 +9,8 @@ keys:
   `handlers.SELECTED_KINDS`; one whose label was removed leaves the index, and the GET that
   guards its create finds it);
 - a migration Job: (namespace, owner name), for Jobs an AuthorizationService controls;
-- a serving pod: (namespace, instance label), for pods with the serving labels;
+- a serving pod: (namespace, instance label), for running pods with the serving labels (the
+  watch's field selector: `labels.watch_fields`);
 - a Secret: (namespace, name) -> `SecretView`, for every Secret in the watched namespaces
   (a resource may start to reference a Secret that has not changed since: it must be known
   already). kopf watches every Secret for `handlers.secret_changed` anyway.

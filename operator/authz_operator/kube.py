@@ -93,11 +93,12 @@ class Kube:
 
     # -- objects ---------------------------------------------------------------------------
 
-    def list_metadata(self, kind: str, namespace: str,
-                      label_selector: str = "") -> tuple[list[Obj], int | None]:
+    def list_metadata(self, kind: str, namespace: str, label_selector: str = "",
+                      field_selector: str = "") -> tuple[list[Obj], int | None]:
         """The objects' metadata only (PartialObjectMetadataList: no spec, no Secret value),
         and the list's resourceVersion as a number (`trim.resource_version`)."""
-        query = [("labelSelector", label_selector)] if label_selector else []
+        query = [(name, value) for name, value in (("labelSelector", label_selector),
+                                                   ("fieldSelector", field_selector)) if value]
         out = self._call("GET", KINDS[kind].path(namespace), query=query,
                          accept="application/json;as=PartialObjectMetadataList;"
                                 "g=meta.k8s.io;v=v1, application/json")

@@ -30,7 +30,7 @@ from typing import Any
 from authz_operator import trim
 from authz_operator.cache import Gone, WatchCache, values
 from authz_operator.kube import Kube
-from authz_operator.labels import LABEL_INSTANCE, watch_selector
+from authz_operator.labels import LABEL_INSTANCE, watch_fields, watch_selector
 from authz_operator.lifecycle.model import SecretView
 
 log = logging.getLogger("authz_operator.resync")
@@ -139,8 +139,8 @@ class Resync:
 
     def _sweep(self, kind: str, namespace: str,
                items: list[tuple[tuple[str, str], Any]]) -> int:
-        listed, version = self.kube.list_metadata(kind, namespace,
-                                                  "" if kind == "Secret" else watch_selector(kind))
+        listed, version = self.kube.list_metadata(
+            kind, namespace, "" if kind == "Secret" else watch_selector(kind), watch_fields(kind))
         if kind == "Secret":
             views = [(key[1], v) for key, v in items if isinstance(v, SecretView)]
             secrets = leftovers(views, listed, version)

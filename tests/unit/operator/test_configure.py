@@ -78,6 +78,11 @@ def test_kopf_watches_only_our_objects_of_the_kinds_we_make(
     assert selectors.collect(resource(kinds.POD)) == [
         "app.kubernetes.io/component=server,app.kubernetes.io/managed-by=authz-operator,"
         "app.kubernetes.io/name=authorization-service"]
+    # ... and of those only the running ones: a crash-looping pod stays Running
+    fields = configured(monkeypatch).watching.field_selectors
+    assert fields.collect(resource(kinds.POD)) == ["status.phase=Running"]
+    for kind in (*(c.kind for c in kinds.CHILDREN), kinds.JOB, kinds.SECRET, kinds.RESOURCE):
+        assert fields.collect(resource(kind)) == [], kind.kind
     # a team's Secret carries no label of ours; every resource is served
     assert selectors.collect(resource(kinds.SECRET)) == []
     assert selectors.collect(resource(kinds.RESOURCE)) == []

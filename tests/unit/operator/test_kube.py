@@ -71,6 +71,16 @@ def test_a_get_sends_no_body_and_reads_the_object() -> None:
     assert sent["headers"]["Accept"] == "application/json"
 
 
+def test_a_metadata_list_sends_the_selectors_it_is_given() -> None:
+    api = FakeApi(answer=(200, b'{"metadata": {"resourceVersion": "12"}, "items": []}'))
+    assert Kube(api).list_metadata("Pod", "ns", "a=b", "status.phase=Running") == ([], 12)
+    assert Kube(api).list_metadata("ConfigMap", "ns", "a=b") == ([], 12)
+    pods, maps = api.sent
+    assert pods["query"] == [("labelSelector", "a=b"), ("fieldSelector", "status.phase=Running")]
+    assert maps["query"] == [("labelSelector", "a=b")]
+    assert pods["path"] == "/api/v1/namespaces/ns/pods"
+
+
 def test_a_missing_object_is_none_and_other_errors_carry_the_api_servers_message() -> None:
     assert Kube(FakeApi(answer=(404, b'{"message": "not found"}'))).get("Service", "n", "a") \
         is None

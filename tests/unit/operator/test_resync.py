@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from authz_operator import labels
 from authz_operator import resources as r
 from authz_operator.cache import WatchCache
 from authz_operator.kube import Kube
@@ -57,14 +58,14 @@ def test_leftovers_are_what_the_list_lacks_unless_newer_than_the_list() -> None:
 class Api:
     def __init__(self, listed: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
         self.listed = listed
-        self.calls: list[tuple[str, str, str]] = []
+        self.calls: list[tuple[str, str, str, str]] = []
 
     def secret_view(self, namespace: str, name: str) -> None:
         return None
 
-    def list_metadata(self, kind: str, namespace: str,
-                      label_selector: str = "") -> tuple[list[dict[str, Any]], int]:
-        self.calls.append((kind, namespace, label_selector))
+    def list_metadata(self, kind: str, namespace: str, label_selector: str = "",
+                      field_selector: str = "") -> tuple[list[dict[str, Any]], int]:
+        self.calls.append((kind, namespace, label_selector, field_selector))
         return self.listed.get((kind, namespace), []), 20
 
 
@@ -75,17 +76,20 @@ def test_a_sweep_hides_leftovers_and_wakes_their_resources() -> None:
         "ConfigMap": {(NS, f"{NAME}-config"): [obj(f"{NAME}-config", "uc", 9)]},
         "Job": {(NS, NAME): [job]},
         "Secret": {(NS, "authorization-secrets"): [SecretView("3", frozenset({"k"}))]},
-        "Pod": {},
+        "Pod": {(NS, NAME): [obj(f"{NAME}-abc", "up", 10)]},
     }
-    api = Api({("ConfigMap", NS): [obj(f"{NAME}-config", "uc", 9)]})
+    api = Api({("ConfigMap", NS): [obj(f"{NAME}-config", "uc", 9)],
+               ("Pod", NS): [obj(f"{NAME}-abc", "up", 10)]})
     kube: Kube = api  # type: ignore[assignment]
     cache = WatchCache(kube, indexes)
     woken: list[tuple[str, str, str]] = []
     resync = Resync(cache, kube, Relists(), lambda ns, n, why: woken.append((ns, n, why)),
                     readers=lambda ns, secret: [NAME])
     assert resync.sweep() == 3
-    assert sorted(c[0] for c in api.calls) == ["ConfigMap", "Deployment", "Job", "Secret"]
-    assert ("Secret", NS, "") in api.calls          # Secrets are not ours: all of them
+    assert sorted(c[0] for c in api.calls) == ["ConfigMap", "Deployment", "Job", "Pod", "Secret"]
+    assert ("Secret", NS, "", "") in api.calls          # Secrets are not ours: all of them
+    # pods as the watch selects them: the running serving ones
+    assert ("Pod", NS, labels.watch_selector("Pod"), "status.phase=Running") in api.calls
     assert cache.child("Deployment", NS, NAME, confirm_absent=False) is None
     assert cache.child("ConfigMap", NS, f"{NAME}-config", confirm_absent=False) is not None
     assert cache.jobs(NS, NAME) == []
