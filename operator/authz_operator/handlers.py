@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -128,10 +128,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -
 
 
 class QuietWatchers(logging.Filter):
-    """Drops kopf's "Handler 'secret_changed' succeeded." line: it runs for every event of a
-    referenced Secret, and its reconciles log what they do. (The child and resource event
-    handlers, two thirds of the log at 1,000 resources, never run: `in_the_filter`.) Its
-    failures still show."""
+    """Drops kopf's "Handler 'child-pods' succeeded." line of every event handler here: they
+    only mark a resource (the reconcile logs what it does) or forget one. At 1,000 resources
+    they were two thirds of the operator's log (issue 11); their failures still show."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.levelno == logging.INFO and record.msg in QUIET_LINES)
@@ -207,37 +206,10 @@ def _reconcile_quietly(memo: kopf.Memo, namespace: str, name: str, why: str,
             time.sleep(2**attempt)  # always a worker thread, never the event loop
 
 
-def in_the_filter(work: Callable[..., None]) -> Callable[..., bool]:
-    """An event handler's filter (kopf's `when`) that does the handler's `work` itself and
-    says no, so that kopf never invokes the handler.
-
-    kopf calls the filter of an event handler once per watch event, where it would invoke the
-    handler: after the event has updated the indexes, and once every index has its initial
-    listing (kopf 1.45: `process_resource_event` indexes, waits for `operator_indexed`, then
-    `process_watching_cause` asks `registry.get_handlers`, which calls `when`). Invoking
-    a handler costs kopf far more than our work in it (its kwargs again, loggers, progress
-    state, a task context, a success line to log): at 200 resources a third of the
-    operator's time per event (docs/benchmarks.md, issue 11). `test_indexes` checks that
-    kopf, given a watch event, runs this work once and runs no handler."""
-
-    def when(**kwargs: Any) -> bool:
-        try:
-            work(**kwargs)
-        except Exception:   # a raise would make kopf throttle the object's events
-            log.exception("handling a %s event failed", kwargs.get("resource"))
-        return False
-
-    return when
-
-
-async def _never(**_: Any) -> None:
-    """The handler behind a filter that does all the work (`in_the_filter`): never run."""
-
-
-def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo,
-              type: str | None, resource: kopf.Resource, **_: Any) -> None:
+async def _on_child(body: kopf.Body, namespace: str | None, memo: kopf.Memo,
+                    type: str | None, resource: kopf.Resource, **_: Any) -> None:
     """A child was changed or deleted (by us, a controller or a person): reconcile the owner,
-    once per burst of such events (wakeups.py). On the event loop: no thread, no wait."""
+    once per burst of such events (wakeups.py). Runs on the event loop: no thread, no wait."""
     owner = _owner_name(body)
     if owner is None and body.get("kind") == "Pod":
         owner = (body.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/instance")
@@ -285,8 +257,8 @@ def child_handler(plural: str) -> str:
 # so this filter lets it through and its owner is woken.
 for _group, _version, _plural in CHILD_RESOURCES:
     if _plural != kinds.POD.plural:
-        kopf.on.event(_group, _version, _plural, labels=MANAGED, when=in_the_filter(_on_child),
-                      id=child_handler(_plural))(_never)
+        kopf.on.event(_group, _version, _plural, labels=MANAGED,
+                      id=child_handler(_plural))(_on_child)
 
 
 def _pod_matters(body: kopf.Body, type: str | None, **_: Any) -> bool:
@@ -298,23 +270,19 @@ def _pod_matters(body: kopf.Body, type: str | None, **_: Any) -> bool:
     return type is None or lifecycle.crash_looping(body)
 
 
-def _on_pod(body: kopf.Body, type: str | None, **kwargs: Any) -> None:
-    if _pod_matters(body=body, type=type):
-        _on_child(body=body, type=type, **kwargs)
-
-
 kopf.on.event(kinds.POD.group, kinds.POD.version, kinds.POD.plural, labels=MANAGED,
-              when=in_the_filter(_on_pod), id=child_handler(kinds.POD.plural))(_never)
+              when=_pod_matters, id=child_handler(kinds.POD.plural))(_on_child)
 
 
-def resource_gone(type: str | None, namespace: str | None, name: str, memo: kopf.Memo,
-                  body: kopf.Body, **_: Any) -> None:
+@kopf.on.event(*CR, id=GONE)
+async def resource_gone(type: str | None, namespace: str | None, name: str, memo: kopf.Memo,
+                        body: kopf.Body, **_: Any) -> None:
     """Without a finalizer there is no delete handler: a DELETED watch event drops the
     resource's metric series, its reconcile lock and kopf's memory of it; every event lets
-    the cache drop a status it wrote that this version covers. On the event loop, in the
-    filter (`in_the_filter`): it runs for every event of every resource, and kopf handles an
-    object's events one after the other; in a thread it would queue behind the reconciles
-    for one (issue 11). The calls only take a lock briefly."""
+    the cache drop a status it wrote that this version covers. Async: it runs for every
+    event of every resource, and kopf handles an object's events one after the other; in a
+    thread it would queue behind the reconciles for one (issue 11). The calls only take a
+    lock briefly."""
     if namespace is None:
         return
     if type == "DELETED":
@@ -326,11 +294,10 @@ def resource_gone(type: str | None, namespace: str | None, name: str, memo: kopf
     _watched(memo, type, KIND, namespace, body)
 
 
-kopf.on.event(*CR, when=in_the_filter(resource_gone), id=GONE)(_never)
-
-
-# kopf's success line (kopf/_core/actions/execution.py) of the event handler below
-QUIET_LINES = frozenset({f"Handler {SECRET_CHANGED!r} succeeded."})
+# kopf's success line (kopf/_core/actions/execution.py) of each event handler above
+QUIET_LINES = frozenset(f"Handler {handler_id!r} succeeded." for handler_id in (
+    *(child_handler(plural) for _, _, plural in CHILD_RESOURCES), GONE,
+    SECRET_CHANGED))
 
 
 @kopf.index(*CR)

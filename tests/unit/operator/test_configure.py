@@ -18,9 +18,11 @@ def record(message: str, level: int = logging.INFO) -> logging.LogRecord:
     return logging.LogRecord("kopf.objects", level, __file__, 1, message, None, None)
 
 
-def test_only_the_secret_handlers_success_lines_are_dropped() -> None:
+def test_only_the_event_handlers_success_lines_are_dropped() -> None:
     quiet = handlers.QuietWatchers()
-    assert not quiet.filter(record("Handler 'secret_changed' succeeded."))
+    for handler_id in ("child-pods", "child-deployments", "child-jobs",
+                       "resource_gone", "secret_changed"):
+        assert not quiet.filter(record(f"Handler {handler_id!r} succeeded."))
     assert quiet.filter(record("Handler 'reconcile' succeeded."))
     assert quiet.filter(record("Creation is processed: 1 succeeded; 0 failed."))
     assert quiet.filter(record("Handler 'child-pods' failed with an exception and will stop "

@@ -10,21 +10,15 @@ from typing import Any
 import kopf
 import pytest
 from kopf._cogs.configs import configuration
-from kopf._cogs.structs import bodies, ephemera, patches, references
-from kopf._core.actions import lifecycles
+from kopf._cogs.structs import bodies, ephemera, references
 from kopf._core.engines import indexing
-from kopf._core.intents import causes
-from kopf._core.reactor import processing
 
 from authz_operator import handlers, indexes, kinds
 from authz_operator import resources as r
 from authz_operator.cache import WatchCache
 from authz_operator.kinds import Kind
 from authz_operator.kube import Kube
-from authz_operator.labels import MANAGED
 from authz_operator.lifecycle import SecretView
-from authz_operator.reconciler import Reconciler
-from authz_operator.wakeups import Wakeups
 
 from .samples import OWNER
 
@@ -162,69 +156,3 @@ def test_every_index_and_every_child_event_handler_runs_on_the_event_loop() -> N
     sync = sorted(str(h.id) for h in [*indexers, *watchers]
                   if not inspect.iscoroutinefunction(h.fn))
     assert sync == [handlers.SECRET_CHANGED]   # runs only for a referenced Secret: reconciles
-
-
-class Marks(Wakeups):
-    """Records the wakes instead of scheduling reconciles."""
-
-    def __init__(self) -> None:
-        super().__init__(lambda *_: None, workers=1)
-        self.woken: list[tuple[str, str, str]] = []
-
-    def wake(self, namespace: str, name: str, why: str, handler: str,
-             unless: Any = None) -> None:
-        self.woken.append((namespace, name, handler))
-
-
-def crash_looping_pod(crashing: bool) -> dict[str, Any]:
-    waiting = {"waiting": {"reason": "CrashLoopBackOff"}} if crashing else {"running": {}}
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "p", "namespace": NS, "uid": "p", "resourceVersion": "4",
-                         "labels": r.pod_labels(OWNER.name, "img:1", r.Component.SERVER)},
-            "status": {"containerStatuses": [{"name": "server", "state": waiting,
-                                              "restartCount": 1}]}}
-
-
-def labelled(body: dict[str, Any]) -> dict[str, Any]:
-    """With our managed-by label, as the watch's label selector sends them."""
-    return {**body, "metadata": {**body["metadata"], "labels": dict(MANAGED)}}
-
-
-@pytest.mark.parametrize(("kind", "body", "type_", "woken"), [
-    (kinds.CONFIG_MAP, labelled(config_map(r.child_name(OWNER.name, "ConfigMap"), owned=True)),
-     "MODIFIED", ["child-configmaps"]),
-    (kinds.CONFIG_MAP, labelled(config_map(r.child_name(OWNER.name, "ConfigMap"), owned=True)),
-     "DELETED", ["child-configmaps"]),
-    (kinds.CONFIG_MAP, labelled(config_map("kube-root-ca.crt", owned=False)), "MODIFIED", []),
-    (kinds.POD, crash_looping_pod(crashing=False), "MODIFIED", []),
-    (kinds.POD, crash_looping_pod(crashing=True), "MODIFIED", ["child-pods"]),
-], ids=["a child changed", "a child deleted", "not ours", "a pod ready", "a pod crashing"])
-async def test_a_watch_event_is_handled_in_the_filter_and_kopf_invokes_no_handler(
-        kind: Kind, body: dict[str, Any], type_: str, woken: list[str],
-        caplog: pytest.LogCaptureFixture) -> None:
-    """kopf's own handling of a watch event (after indexing it): our filter does the work
-    once, and kopf selects and runs no handler (handlers.in_the_filter says why)."""
-    idx = Indexers()
-    marks = Marks()
-    memo = kopf.Memo(reconciler=Reconciler(None, reads=idx.cache),  # type: ignore[arg-type]
-                     wakeups=marks)
-    resource = references.Resource(group=kind.group, version=kind.version,
-                                   plural=kind.plural, kind=kind.kind, namespaced=True)
-    await idx.event(kind, body, type_)
-    raw: Any = body   # kopf's typed views of a watch event
-    event: Any = {"type": type_, "object": body}
-    cause = causes.WatchingCause(
-        resource=resource, indices=idx.indexers.indices, logger=logging.getLogger(__name__),
-        patch=patches.Patch(), memo=ephemera.AnyMemo(memo), body=bodies.Body(raw),
-        type=event["type"], event=event)
-    try:
-        with caplog.at_level(logging.DEBUG):
-            await processing.process_watching_cause(
-                lifecycle=lifecycles.all_at_once, registry=idx.registry,
-                settings=configuration.OperatorSettings(), cause=cause)
-    finally:
-        marks.stop()
-    assert [handler for _, _, handler in marks.woken] == woken
-    assert all((ns, name) == (NS, OWNER.name) for ns, name, _ in marks.woken)
-    # a handler kopf ran would log "Handler 'child-...' succeeded." through the cause's logger
-    assert not [r.message for r in caplog.records if "Handler" in r.message]
