@@ -33,14 +33,11 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from authz_service.batch import Batch
 from authz_service.config import RedisConfig
 from authz_service.errors import DependencyUnavailable
+from authz_service.redis_client import RedisClient, RedisError, Script
 
 log = logging.getLogger(__name__)
 PREFIX = "authz:v1"
@@ -55,14 +52,8 @@ PAUSE_AFTER_FAILURE = 3.0
 Stamp = tuple[str | None, str]  # (epoch, generation) an answer is cached under
 
 
-def create_client(config: RedisConfig) -> aioredis.Redis:
-    return aioredis.Redis(
-        host=config.host, port=config.port, password=config.password, db=config.db,
-        socket_timeout=config.timeout, socket_connect_timeout=config.timeout,
-        health_check_interval=15,
-        # A cache must fail fast: one retry (a dropped pooled connection), no backoff.
-        retry=Retry(NoBackoff(), 1),
-    )
+def create_client(config: RedisConfig) -> RedisClient:
+    return RedisClient(config.host, config.port, config.password, config.db, config.timeout)
 
 
 def _gen_key(user_id: str) -> str:
@@ -82,9 +73,8 @@ def _check_key(user_id: str, generation: str, role_type: str, region_code: str) 
 # how long Redis keeps that answer (so the copy in memory expires with it); for a busy user
 # no generation and no answer. ARGV: the key prefix, then per check the quoted user id and
 # ":role:region". The script builds the keys from them (the same keys `_gen_key`,
-# `_busy_key` and `_check_key` name): two short arguments a check instead of four keys,
-# which redis-py encodes one by one.
-_LOOKUP = """
+# `_busy_key` and `_check_key` name): two short arguments a check instead of four keys.
+_LOOKUP = Script("""
 local out = {redis.call('GET', KEYS[1]) or false}
 local prefix = ARGV[1]
 for i = 2, #ARGV, 2 do
@@ -102,28 +92,28 @@ for i = 2, #ARGV, 2 do
   end
 end
 return out
-"""
+""")
 # A change's fence (KEYS: generation, busy): BEGIN before it writes, END after it.
-_BEGIN = """
+_BEGIN = Script("""
 redis.call('INCR', KEYS[1])
 redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
 return 1
-"""
-_END = """
+""")
+_END = Script("""
 redis.call('INCR', KEYS[1])
 if redis.call('DECR', KEYS[2]) <= 0 then
   redis.call('DEL', KEYS[2])
 end
 return 1
-"""
+""")
 # The answers computed in one turn, stored with one call (ARGV[1] is the TTL).
-_STORE = """
+_STORE = Script("""
 for i = 1, #KEYS do
   redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[1])
 end
 return #KEYS
-"""
+""")
 
 Key = tuple[str, str, str]  # (user, role, region)
 # (stamp, cached answer, its TTL in ms); no stamp: the user is busy, cache nothing
@@ -135,14 +125,10 @@ def _text(value: Any) -> str:
 
 
 class CheckCache:
-    def __init__(self, client: aioredis.Redis, ttl: int, memory: int = MEMORY_ENTRIES) -> None:
+    def __init__(self, client: RedisClient, ttl: int, memory: int = MEMORY_ENTRIES) -> None:
         self.client = client
         self.ttl = ttl
         self.memory = memory
-        self._lookup_script = client.register_script(_LOOKUP)
-        self._store_script = client.register_script(_STORE)
-        self._begin_script = client.register_script(_BEGIN)
-        self._end_script = client.register_script(_END)
         self._paused_until = 0.0  # monotonic time; see PAUSE_AFTER_FAILURE
         self._lookups: Batch[Key, Found] = Batch(self._lookup)
         self._stores: Batch[tuple[str, bytes], None] = Batch(self._store)
@@ -183,7 +169,7 @@ class CheckCache:
         args = [PREFIX]
         for user, role, region in keys:
             args += [quote(user, safe=""), f":{role}:{region}"]
-        values = await self._lookup_script(keys=[EPOCH_KEY], args=args)
+        values = await self.client.run(_LOOKUP, [EPOCH_KEY], args)
         epoch = None if values[0] is None else _text(values[0])
         if epoch is None:  # a new data set: answers go to memory once it has an epoch
             await self._new_epoch()
@@ -192,15 +178,15 @@ class CheckCache:
 
     async def _store(self, items: list[tuple[str, bytes]]) -> list[None]:
         try:
-            await self._store_script(keys=[k for k, _ in items],
-                                     args=[self.ttl, *(v for _, v in items)])
+            await self.client.run(_STORE, [k for k, _ in items],
+                                  [self.ttl, *(v for _, v in items)])
         except RedisError as exc:
             self._failed(exc)
         return [None] * len(items)
 
     async def _new_epoch(self) -> None:
         try:
-            await self.client.set(EPOCH_KEY, secrets.token_hex(8), nx=True)
+            await self.client.execute("SET", EPOCH_KEY, secrets.token_hex(8), "NX")
         except RedisError as exc:
             log.warning("redis unavailable for check cache: %s", exc,
                         extra={"dependency": "redis"})
@@ -225,8 +211,7 @@ class CheckCache:
         checks skip Redis (PAUSE_AFTER_FAILURE): changes are rare, and the first one after
         Redis is back should not be refused."""
         try:
-            await self._begin_script(keys=[_gen_key(user_id), _busy_key(user_id)],
-                                     args=[BUSY_TTL])
+            await self.client.run(_BEGIN, [_gen_key(user_id), _busy_key(user_id)], [BUSY_TTL])
         except RedisError as exc:
             self._failed(exc)
             raise DependencyUnavailable(
@@ -236,7 +221,7 @@ class CheckCache:
         """After the change's transaction (committed or not): drop the fence. If Redis
         cannot be told, the fence expires after BUSY_TTL; answers stay right meanwhile."""
         try:
-            await self._end_script(keys=[_gen_key(user_id), _busy_key(user_id)])
+            await self.client.run(_END, [_gen_key(user_id), _busy_key(user_id)], [])
         except RedisError as exc:
             self._failed(exc)
             log.warning("check cache fence of a user stays up to %ss", BUSY_TTL,

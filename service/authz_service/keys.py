@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-import redis.asyncio as aioredis
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
@@ -18,6 +17,7 @@ from authz_service.deadline import Reaper
 from authz_service.events import Relay
 from authz_service.metrics import Metrics
 from authz_service.openapi import OpenApi
+from authz_service.redis_client import RedisClient
 from authz_service.store import Store
 
 CONFIG = web.AppKey("config", Config)
@@ -25,7 +25,7 @@ METRICS = web.AppKey("metrics", Metrics)
 OPENAPI = web.AppKey("openapi", OpenApi)
 POOL = web.AppKey("pool", AsyncConnectionPool)
 STORE = web.AppKey("store", Store)
-REDIS = web.AppKey("redis", aioredis.Redis)
+REDIS = web.AppKey("redis", RedisClient)
 CACHE = web.AppKey("cache", CheckCache)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 REFERRAL = web.AppKey("referral", Referral)
