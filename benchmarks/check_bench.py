@@ -3,8 +3,10 @@
 One run, the same 2,000 active grants loaded into the service (PostgreSQL) and into OPA
 (as data), answers compared first, then each server measured in turn on the same budget:
 the server pinned to CPU 0 (one worker: WEB_CONCURRENCY=1; OPA with GOMAXPROCS=1) and the
-load generator (vegeta, GOMAXPROCS=1) pinned to CPU 1. PostgreSQL and Redis run unpinned;
-Redis's share of a CPU during the service's runs is printed beside it. Then: a fixed-rate
+load generator (vegeta, GOMAXPROCS=1) pinned to CPU 1 with the service's dependencies
+(PostgreSQL, Redis, Kafka): CPU 0 runs the server under test alone, as its pod's CPU would
+(until 2026-12-06 they ran unpinned and took their share of CPU 0 from the service). Redis's
+share of a CPU during the service's runs is printed beside it. Then: a fixed-rate
 open-loop run at --rate checks/s with cache hits and misses apart, creates/s with the
 outbox relay running and the time from each 201 to its event on Kafka, the service's RSS,
 and (with --plot) throughput and p99 against offered load as a PNG.
@@ -40,6 +42,7 @@ from benchmarks.check_load import (
     Vegeta,
     cpu_seconds,
     load_sweep,
+    off_server_cpu,
     profiled,
     server,
     stats,
@@ -172,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     opa_exe, vegeta_exe = binaries.opa_bin(), binaries.vegeta_bin()
     work = Path(tempfile.mkdtemp(prefix="authz-bench-"))
-    with bench_database(st) as url:
+    dependencies = [st.pids.get(name) for name in ("postgres", "redis", "kafka")]
+    with off_server_cpu(dependencies), bench_database(st) as url:
         return run(args, st, url, work, opa_exe, vegeta_exe)
 
 

@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,48 @@ def profiled(pid: int | None, out: Path | None, seconds: float) -> Iterator[None
         yield
     finally:
         spy.wait(seconds + 30)
+
+
+@contextmanager
+def off_server_cpu(pids: Sequence[int | None]) -> Iterator[None]:
+    """The servers' dependencies (PostgreSQL, Redis, Kafka: every thread and child process
+    of theirs) on LOAD_CPU while the block runs, so SERVER_CPU runs the server under test
+    alone, as a pod's CPU would; their CPUs are given back afterwards. Processes they fork
+    meanwhile (PostgreSQL's backends) inherit LOAD_CPU."""
+    moved: dict[int, set[int]] = {}
+    for tid in _threads(_with_descendants({p for p in pids if p is not None})):
+        try:
+            moved[tid] = os.sched_getaffinity(tid)
+            os.sched_setaffinity(tid, {int(LOAD_CPU)})
+        except (ProcessLookupError, PermissionError):
+            continue  # ended meanwhile
+    try:
+        yield
+    finally:
+        for tid, cpus in moved.items():
+            with suppress(ProcessLookupError):
+                os.sched_setaffinity(tid, cpus)
+
+
+def _with_descendants(pids: set[int]) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError):
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(stat[1])
+    found = set(pids)
+    while grown := {p for p, parent in parents.items() if parent in found} - found:
+        found |= grown
+    return found
+
+
+def _threads(pids: set[int]) -> list[int]:
+    tids: list[int] = []
+    for pid in pids:
+        with suppress(OSError):
+            tids += [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+    return tids
 
 
 def cpu_seconds(pid: int | None) -> float:

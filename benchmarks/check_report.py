@@ -36,7 +36,8 @@ def report(args: argparse.Namespace, table: dict[str, Stats], ours_rps: float,
     out = [f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
            f"Machine: {machine()}", f"Versions: {tools}",
            f"Budget: each server pinned to CPU {SERVER_CPU} (service: 1 worker; OPA: "
-           f"GOMAXPROCS=1), vegeta pinned to CPU {LOAD_CPU}; load average at start "
+           f"GOMAXPROCS=1) alone, vegeta and PostgreSQL, Redis, Kafka pinned to CPU {LOAD_CPU}; "
+           f"load average at start "
            f"{os.getloadavg()[0]:.1f}", "",
            f"Closed loop, {args.connections} connections, {args.seconds:.0f} s each, "
            f"{len(table) and args.grants} grants:", "", head, rule]
