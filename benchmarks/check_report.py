@@ -46,7 +46,7 @@ def report(args: argparse.Namespace, table: dict[str, Stats], ours_rps: float,
     bare = table["bare aiohttp app, constant answer"].rps
     out += ["", f"Ratios: service/OPA {ours_rps / opa:.2f}x (goal >= 1.0), service/bare "
                 f"aiohttp {ours_rps / bare:.2f}x (goal >= 0.7). Redis used "
-                f"{redis_share:.0%} of a CPU during the service's run (unpinned).", "",
+                f"{redis_share:.0%} of a CPU during the service's run (on CPU {LOAD_CPU}).", "",
             f"Open loop at {args.rate} checks/s, {args.seconds:.0f} s (goal p99 <= 5 ms, "
             "p99.9 <= 20 ms):", "", head, rule,
             hit.row("cache hit (keys checked before)"),
