@@ -2,7 +2,8 @@
 
 The bare aiohttp app and the service cut down layer by layer (`layered_service`: the app,
 + the middleware, + authentication and parameters, + the Redis lookup, the real check),
-each pinned to CPU 0 with vegeta on CPU 1 as in `./hack/bench service`. Every round runs
+each pinned to CPU 0 alone, vegeta and the dependencies on CPU 1, as in `./hack/bench
+service`. Every round runs
 each side in turn (so a busy moment of the machine hits them all alike) twice: closed loop
 (requests/s at 32 connections) and open loop at --rate (the server's CPU time per request,
 from /proc: less sensitive to other work on the machine than throughput). Medians over the
@@ -32,7 +33,15 @@ from benchmarks.check_bench import (
     seed,
     service_env,
 )
-from benchmarks.check_load import LOAD_CPU, Vegeta, cpu_seconds, server, stats, target
+from benchmarks.check_load import (
+    LOAD_CPU,
+    Vegeta,
+    cpu_seconds,
+    off_server_cpu,
+    server,
+    stats,
+    target,
+)
 from benchmarks.layered_service import LAYERS
 from benchmarks.service_bench import machine, token
 from devenv import procs
@@ -97,7 +106,8 @@ def report(args: argparse.Namespace, results: dict[str, tuple[list[float], list[
     lines = [f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
              f"Machine: {machine()}",
              f"Load average at the end: {os.getloadavg()[0]:.1f}; each side pinned to CPU 0 "
-             f"(one worker), vegeta on CPU {LOAD_CPU}; medians of {args.rounds} rounds",
+             f"(one worker) alone, vegeta and PostgreSQL, Redis, Kafka on CPU {LOAD_CPU}; "
+             f"medians of {args.rounds} rounds",
              "",
              f"| side | closed loop, {args.connections} connections, requests/s | "
              f"CPU us a request at {args.rate}/s | added by the layer |",
@@ -123,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if st is None:
         return 2
     work = Path(tempfile.mkdtemp(prefix="authz-bench-layers-"))
-    with bench_database(st) as url:
+    dependencies = [st.pids.get(name) for name in ("postgres", "redis", "kafka")]
+    with off_server_cpu(dependencies), bench_database(st) as url:
         results = measure(args, st, url, work)
     print("\n".join(report(args, results)))
     return 0
