@@ -176,7 +176,7 @@ class RedisClient:
                 setup.append(connection.send(("SELECT", self.db)))
             try:
                 await asyncio.gather(*setup)
-            except RedisError:
+            except BaseException:  # refused, late, or the caller cancelled: not kept
                 connection.close()
                 raise
             self._connection = connection
