@@ -14,7 +14,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from benchmarks import REPO
 from devenv import procs
 
 SERVER_CPU, LOAD_CPU = "0", "1"
+DEPENDENCIES = ("postgres", "redis", "kafka")  # the servers' own, off SERVER_CPU
 
 
 @dataclass(frozen=True)
@@ -135,13 +136,13 @@ def profiled(pid: int | None, out: Path | None, seconds: float) -> Iterator[None
 
 
 @contextmanager
-def off_server_cpu(pids: Sequence[int | None]) -> Iterator[None]:
-    """The servers' dependencies (PostgreSQL, Redis, Kafka: every thread and child process
-    of theirs) on LOAD_CPU while the block runs, so SERVER_CPU runs the server under test
-    alone, as a pod's CPU would; their CPUs are given back afterwards. Processes they fork
-    meanwhile (PostgreSQL's backends) inherit LOAD_CPU."""
+def off_server_cpu(pids: Mapping[str, int]) -> Iterator[None]:
+    """The servers' dependencies (DEPENDENCIES among the environment's `pids`: every thread
+    and child process of theirs) on LOAD_CPU while the block runs, so SERVER_CPU runs the
+    server under test alone, as a pod's CPU would; their CPUs are given back afterwards.
+    Processes they fork meanwhile (PostgreSQL's backends) inherit LOAD_CPU."""
     moved: dict[int, set[int]] = {}
-    for tid in _threads(_with_descendants({p for p in pids if p is not None})):
+    for tid in _threads(_with_descendants({pids[n] for n in DEPENDENCIES if n in pids})):
         try:
             moved[tid] = os.sched_getaffinity(tid)
             os.sched_setaffinity(tid, {int(LOAD_CPU)})

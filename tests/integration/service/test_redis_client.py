@@ -40,8 +40,9 @@ async def test_commands_sent_together_share_a_connection_and_get_their_own_repli
 async def test_a_caller_that_gives_up_does_not_shift_the_replies_of_the_next(
     client: RedisClient,
 ) -> None:
+    await client.ping()  # connected, so the task below writes BLPOP in its first step
     blocked = asyncio.create_task(client.execute("BLPOP", "nothing-here", 0.2))
-    await asyncio.sleep(0.05)  # sent; Redis holds the connection's next replies meanwhile
+    await asyncio.sleep(0)  # that step: BLPOP is sent; Redis holds the next replies meanwhile
     blocked.cancel()
     assert await client.execute("ECHO", "after") == b"after"  # not BLPOP's nil
 

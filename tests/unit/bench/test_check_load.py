@@ -31,7 +31,7 @@ def test_a_dependency_its_threads_and_its_children_leave_the_server_cpu_and_come
             assert len(threads) >= 2
             everyone = [*threads, child]
             before = {tid: os.sched_getaffinity(tid) for tid in everyone}
-            with off_server_cpu([parent.pid, None]):
+            with off_server_cpu({"redis": parent.pid}):
                 assert {tid: os.sched_getaffinity(tid) for tid in everyone} == {
                     tid: {int(LOAD_CPU)} for tid in everyone}
             assert {tid: os.sched_getaffinity(tid) for tid in everyone} == before
